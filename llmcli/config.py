@@ -1,0 +1,90 @@
+"""Paths and settings. Precedence: defaults < config file < LLMCLI_* environment < command-line flags."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+from llmcli.errors import UsageError
+
+
+@dataclass(frozen=True)
+class Paths:
+    """Where llmcli keeps its files. LLMCLI_HOME puts everything under one folder."""
+
+    config_dir: Path
+    data_dir: Path
+    cache_dir: Path
+
+    @property
+    def config_file(self) -> Path:
+        return self.config_dir / "config.toml"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Paths:
+        env = os.environ if environ is None else environ
+        if home := env.get("LLMCLI_HOME"):
+            root = Path(home).expanduser()
+            return cls(root / "config", root / "data", root / "cache")
+        user = Path.home()
+
+        def xdg(var: str, default: Path) -> Path:
+            return Path(env[var]).expanduser() / "llmcli" if env.get(var) else default / "llmcli"
+
+        return cls(
+            xdg("XDG_CONFIG_HOME", user / ".config"),
+            xdg("XDG_DATA_HOME", user / ".local/share"),
+            xdg("XDG_CACHE_HOME", user / ".cache"),
+        )
+
+
+@dataclass(frozen=True)
+class Settings:
+    """User-level defaults for every command (each can be set in config.toml or as LLMCLI_<NAME>)."""
+
+    model: str | None = None
+    ctx: int | None = None
+    threads: int | None = None
+    gpu_layers: str = "auto"
+
+    def merged(self, **flags: Any) -> Settings:
+        """These settings overridden by the flags that were given (None means not given)."""
+        return replace(self, **{k: v for k, v in flags.items() if v is not None})
+
+
+def _coerce(name: str, value: Any, source: str) -> Any:
+    kind = {f.name: f.type for f in fields(Settings)}[name]
+    if "int" in str(kind):
+        try:
+            return int(value)
+        except (TypeError, ValueError):
+            raise UsageError(f"{source}: {name} must be a whole number, got {value!r}") from None
+    return str(value)
+
+
+def load_settings(paths: Paths | None = None, environ: Mapping[str, str] | None = None) -> Settings:
+    """Defaults, then the config file, then LLMCLI_* variables."""
+    env = os.environ if environ is None else environ
+    paths = paths or Paths.from_env(env)
+    names = {f.name for f in fields(Settings)}
+    values: dict[str, Any] = {}
+    cfg = paths.config_file
+    if cfg.is_file():
+        try:
+            data = tomllib.loads(cfg.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise UsageError(f"{cfg} is not valid TOML: {exc}") from None
+        for key, value in data.items():
+            name = key.replace("-", "_")
+            if name not in names:
+                raise UsageError(f"{cfg}: unknown setting {key!r}", hint=f"known: {', '.join(sorted(names))}")
+            values[name] = _coerce(name, value, str(cfg))
+    for name in names:
+        var = f"LLMCLI_{name.upper()}"
+        if env.get(var):
+            values[name] = _coerce(name, env[var], var)
+    return Settings(**values)

@@ -1,0 +1,516 @@
+"""The only owner of llama_cpp: load a model, tokenize, and stream generated text.
+
+Generation runs its own decode loop on llama.cpp's low-level API and native sampler chain, so
+text is detokenized once per token (never the whole output again) and the KV cache is ours to
+manage: a new prompt that shares a prefix with what the cache holds evaluates only the rest.
+`llama_cpp` is imported lazily so that commands which do not generate start fast.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import threading
+import time
+from array import array
+from collections import deque
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Protocol
+
+from llmcli.errors import ContextOverflowError, GenerationError, ModelLoadError, UsageError
+from llmcli.ggufinfo import GGUFInfo, read_gguf
+from llmcli.sampling import SamplingConfig, Step
+from llmcli.streaming import TextAssembler
+
+MAX_DEFAULT_CTX = 8192
+DEFAULT_BATCH = 2048
+DEFAULT_UBATCH = 512
+
+
+@dataclass
+class Stats:
+    """Token counts and timings of one generation (times from llama.cpp's counters, TTFT wall-clock)."""
+
+    prompt_tokens: int = 0
+    cached_tokens: int = 0  # prompt tokens reused from the KV cache, not evaluated again
+    generated_tokens: int = 0
+    prompt_ms: float = 0.0
+    decode_ms: float = 0.0
+    ttft_ms: float = 0.0
+    total_ms: float = 0.0
+
+    @property
+    def prompt_tps(self) -> float:
+        evaluated = self.prompt_tokens - self.cached_tokens
+        return evaluated / self.prompt_ms * 1000 if self.prompt_ms > 0 else 0.0
+
+    @property
+    def decode_tps(self) -> float:
+        # The first generated token comes from the prompt's logits; each later one costs a decode.
+        decoded = max(self.generated_tokens - 1, 0)
+        return decoded / self.decode_ms * 1000 if self.decode_ms > 0 else 0.0
+
+    def to_dict(self) -> dict[str, float | int]:
+        data: dict[str, float | int] = {
+            k: round(v, 3) if isinstance(v, float) else v for k, v in asdict(self).items()
+        }
+        data["prompt_tps"] = round(self.prompt_tps, 2)
+        data["decode_tps"] = round(self.decode_tps, 2)
+        return data
+
+
+@dataclass
+class Completion:
+    """The outcome of a generation. finish_reason: stop | length | context | interrupted."""
+
+    text: str
+    finish_reason: str
+    stats: Stats
+    seed: int | None = None
+
+
+@dataclass
+class Generation:
+    """A running generation: iterate for text pieces, then read `completion()`."""
+
+    _pieces: Iterator[str]
+    sampling: SamplingConfig
+    stats: Stats = field(default_factory=Stats)
+    finish_reason: str | None = None
+    _parts: list[str] = field(default_factory=list)
+
+    def __iter__(self) -> Iterator[str]:
+        return self
+
+    def __next__(self) -> str:
+        piece = next(self._pieces)
+        self._parts.append(piece)
+        return piece
+
+    def close(self) -> None:
+        """Stop generating (the text so far is kept)."""
+        self._pieces.close()  # type: ignore[attr-defined]
+
+    def completion(self) -> Completion:
+        """What was generated so far; an unfinished generation counts as interrupted."""
+        return Completion(
+            "".join(self._parts), self.finish_reason or "interrupted", self.stats, self.sampling.seed
+        )
+
+    def run(self) -> Completion:
+        """Generate to the end and return the result."""
+        for _ in self:
+            pass
+        return self.completion()
+
+
+class Engine(Protocol):
+    """What commands need from a model backend (local llama.cpp today, remote servers later)."""
+
+    model_path: Path
+    n_ctx: int
+
+    def tokenize(self, text: str, *, add_special: bool = True, parse_special: bool = False) -> list[int]: ...
+
+    def detokenize(self, tokens: Sequence[int]) -> str: ...
+
+    def generate(self, prompt: str | Sequence[int], sampling: SamplingConfig) -> Generation: ...
+
+    def close(self) -> None: ...
+
+
+# --- llama_cpp loading and logging ------------------------------------------------------------
+
+_lib: ModuleType | None = None
+_lib_lock = threading.Lock()
+_log_state: dict[str, Any] = {"verbose": False, "recent": deque(maxlen=20), "callback": None}
+
+
+def _llama() -> ModuleType:
+    """Import llama_cpp once, route its logs through our callback, and initialize the backend."""
+    global _lib
+    with _lib_lock:
+        if _lib is None:
+            import llama_cpp
+
+            @llama_cpp.llama_log_callback  # type: ignore[misc]
+            def _log(level: int, text: bytes, _user: ctypes.c_void_p) -> None:
+                line = text.decode("utf-8", errors="replace")
+                if _log_state["verbose"]:
+                    os.write(2, text)
+                elif level in (2, 3) and line.strip():  # WARN, ERROR: kept to explain failures
+                    _log_state["recent"].append(line.strip())
+
+            _log_state["callback"] = _log  # keep a reference: C holds only a pointer
+            llama_cpp.llama_log_set(_log, ctypes.c_void_p(0))
+            llama_cpp.llama_backend_init()
+            _lib = llama_cpp
+    return _lib
+
+
+def set_verbose(verbose: bool) -> None:
+    """Show llama.cpp's own log lines on stderr (off by default)."""
+    _log_state["verbose"] = verbose
+
+
+def _recent_log() -> str:
+    lines = list(_log_state["recent"])
+    _log_state["recent"].clear()
+    return lines[-1] if lines else ""
+
+
+def physical_cores() -> int:
+    """Physical cores among the CPUs this process may run on (hyper-threads counted once)."""
+    try:
+        cpus = os.sched_getaffinity(0)
+    except AttributeError:  # macOS, Windows
+        return max(1, (os.cpu_count() or 2) // 2) if (os.cpu_count() or 1) > 1 else 1
+    cores = set()
+    for cpu in cpus:
+        topo = Path(f"/sys/devices/system/cpu/cpu{cpu}/topology")
+        try:
+            cores.add(
+                (
+                    topo.joinpath("physical_package_id").read_text().strip(),
+                    topo.joinpath("core_id").read_text().strip(),
+                )
+            )
+        except OSError:
+            cores.add(("cpu", str(cpu)))
+    return max(1, len(cores))
+
+
+@dataclass(frozen=True)
+class BuildInfo:
+    """What the installed llama.cpp build can do."""
+
+    llama_cpp_python: str
+    gpu_offload: bool
+    mmap: bool
+    system_info: str
+    physical_cores: int
+
+
+def build_info() -> BuildInfo:
+    """Capabilities of the llama.cpp build (GPU offload, CPU features)."""
+    lib = _llama()
+    return BuildInfo(
+        llama_cpp_python=lib.__version__,
+        gpu_offload=bool(lib.llama_supports_gpu_offload()),
+        mmap=bool(lib.llama_supports_mmap()),
+        system_info=lib.llama_print_system_info().decode("utf-8", errors="replace").strip(),
+        physical_cores=physical_cores(),
+    )
+
+
+def parse_gpu_layers(value: str | int | None) -> int | None:
+    """`N`, `all` (-1) or `auto`/None (decided at load time from the build)."""
+    if value is None or value == "auto":
+        return None
+    if value == "all":
+        return -1
+    try:
+        n = int(value)
+    except ValueError:
+        raise UsageError(f"--gpu-layers must be a number, 'all' or 'auto', got {value!r}") from None
+    if n < 0:
+        raise UsageError(f"--gpu-layers must be >= 0 (or 'all'), got {n}")
+    return n
+
+
+# --- the local engine -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    """How to load a model. None means the engine's default."""
+
+    n_ctx: int | None = None  # default: the model's trained length, at most 8192
+    n_threads: int | None = None  # default: physical cores
+    gpu_layers: int | None = None  # default: all when the build can offload, else 0
+    flash_attn: bool | None = None  # None: wherever llama.cpp supports it
+    n_seq_max: int = 1
+    verbose: bool = False
+
+    def validate(self) -> None:
+        if self.n_ctx is not None and self.n_ctx <= 0:
+            raise UsageError(f"--ctx must be > 0, got {self.n_ctx}")
+        if self.n_threads is not None and self.n_threads <= 0:
+            raise UsageError(f"--threads must be > 0, got {self.n_threads}")
+
+
+class LocalEngine:
+    """A GGUF model in llama.cpp, with one KV cache whose contents we track token by token."""
+
+    def __init__(self, model_path: Path | str, options: EngineOptions | None = None) -> None:
+        options = options or EngineOptions()
+        options.validate()
+        self.model_path = Path(model_path)
+        self.info: GGUFInfo = read_gguf(self.model_path)
+        set_verbose(options.verbose)
+        lib = self._lib = _llama()
+        self._model = self._ctx = self._batch = None
+
+        mparams = lib.llama_model_default_params()
+        ngl = options.gpu_layers
+        mparams.n_gpu_layers = (-1 if lib.llama_supports_gpu_offload() else 0) if ngl is None else ngl
+        mparams.use_mmap = True
+        model = lib.llama_model_load_from_file(str(self.model_path).encode(), mparams)
+        if not model:
+            raise ModelLoadError(
+                f"llama.cpp could not load {self.model_path}: "
+                f"{_recent_log() or 'unsupported or damaged model'}",
+                hint="run with --verbose to see llama.cpp's log",
+            )
+        self._model = model
+        self._vocab = lib.llama_model_get_vocab(model)
+        self.n_ctx_train = int(lib.llama_model_n_ctx_train(model))
+        self.n_vocab = int(lib.llama_vocab_n_tokens(self._vocab))
+
+        n_ctx = options.n_ctx or min(self.n_ctx_train or MAX_DEFAULT_CTX, MAX_DEFAULT_CTX)
+        threads = options.n_threads or physical_cores()
+        cparams = lib.llama_context_default_params()
+        cparams.n_ctx = n_ctx
+        cparams.n_batch = min(n_ctx, DEFAULT_BATCH)
+        cparams.n_ubatch = min(cparams.n_batch, DEFAULT_UBATCH)
+        cparams.n_seq_max = options.n_seq_max
+        cparams.n_threads = cparams.n_threads_batch = threads
+        cparams.flash_attn_type = {
+            None: lib.LLAMA_FLASH_ATTN_TYPE_AUTO,
+            True: lib.LLAMA_FLASH_ATTN_TYPE_ENABLED,
+            False: lib.LLAMA_FLASH_ATTN_TYPE_DISABLED,
+        }[options.flash_attn]
+        cparams.no_perf = False
+        ctx = lib.llama_init_from_model(model, cparams)
+        if not ctx:
+            self.close()
+            raise ModelLoadError(
+                f"llama.cpp could not create a context of {n_ctx} tokens: "
+                f"{_recent_log() or 'out of memory?'}",
+                hint="try a smaller --ctx",
+            )
+        self._ctx = ctx
+        self._mem = lib.llama_get_memory(ctx)
+        self.n_ctx = int(lib.llama_n_ctx(ctx))
+        self.n_batch = int(lib.llama_n_batch(ctx))
+        self.n_threads = threads
+        self.gpu_layers = int(mparams.n_gpu_layers)
+        self._batch = lib.llama_batch_init(self.n_batch, 0, 1)
+        for i in range(self.n_batch):
+            self._batch.n_seq_id[i] = 1
+            self._batch.seq_id[i][0] = 0
+        self._piece_buf = ctypes.create_string_buffer(256)
+        self._pieces: dict[int, bytes] = {}
+        self._kv: list[int] = []  # tokens whose K/V are in the cache for sequence 0, in order
+        self._warm_up()
+
+    def _warm_up(self) -> None:
+        """One throwaway decode, so the first real token does not pay for graph setup."""
+        bos = self._lib.llama_vocab_bos(self._vocab)
+        self._decode([bos if bos >= 0 else 0], 0)
+        self._lib.llama_synchronize(self._ctx)
+        self._lib.llama_memory_clear(self._mem, True)
+        self._kv.clear()
+
+    # -- lifecycle
+
+    def close(self) -> None:
+        """Free llama.cpp's memory (safe to call twice)."""
+        lib = self._lib
+        if self._batch is not None:
+            lib.llama_batch_free(self._batch)
+            self._batch = None
+        if self._ctx:
+            lib.llama_free(self._ctx)
+            self._ctx = None
+        if self._model:
+            lib.llama_model_free(self._model)
+            self._model = None
+
+    def __enter__(self) -> LocalEngine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- text <-> tokens
+
+    def tokenize(self, text: str, *, add_special: bool = True, parse_special: bool = False) -> list[int]:
+        """Tokens of text; add_special adds BOS where the model wants it."""
+        raw = text.encode("utf-8")
+        n_max = len(raw) + 8
+        buf = (self._lib.llama_token * n_max)()
+        n = self._lib.llama_tokenize(self._vocab, raw, len(raw), buf, n_max, add_special, parse_special)
+        if n < 0:
+            n_max = -n
+            buf = (self._lib.llama_token * n_max)()
+            n = self._lib.llama_tokenize(self._vocab, raw, len(raw), buf, n_max, add_special, parse_special)
+        return list(buf[:n])
+
+    def token_bytes(self, token: int) -> bytes:
+        """The bytes one token stands for (control tokens render as nothing)."""
+        piece = self._pieces.get(token)
+        if piece is None:
+            n = self._lib.llama_token_to_piece(self._vocab, token, self._piece_buf, 256, 0, False)
+            if n < 0:
+                big = ctypes.create_string_buffer(-n)
+                n = self._lib.llama_token_to_piece(self._vocab, token, big, -n, 0, False)
+                piece = big.raw[:n]
+            else:
+                piece = self._piece_buf.raw[:n]
+            self._pieces[token] = piece
+        return piece
+
+    def detokenize(self, tokens: Sequence[int]) -> str:
+        """Text of tokens, concatenated piece by piece."""
+        return b"".join(self.token_bytes(t) for t in tokens).decode("utf-8", errors="replace")
+
+    def is_eog(self, token: int) -> bool:
+        """True for end-of-generation tokens (EOS, EOT, ...)."""
+        return bool(self._lib.llama_vocab_is_eog(self._vocab, token))
+
+    def metadata(self, key: str) -> str | None:
+        """A GGUF metadata value as llama.cpp reports it."""
+        buf = ctypes.create_string_buffer(4096)
+        n = self._lib.llama_model_meta_val_str(self._model, key.encode(), buf, 4096)
+        return buf.value.decode("utf-8", errors="replace") if n >= 0 else None
+
+    # -- generation
+
+    def generate(self, prompt: str | Sequence[int], sampling: SamplingConfig) -> Generation:
+        """Start generating after prompt (text is tokenized with BOS). Checks the context up front."""
+        tokens = self.tokenize(prompt) if isinstance(prompt, str) else list(prompt)
+        if not tokens:
+            raise UsageError("the prompt is empty")
+        if len(tokens) >= self.n_ctx:
+            raise ContextOverflowError(
+                f"the prompt is {len(tokens):,} tokens but the context holds {self.n_ctx:,}",
+                hint=f"raise --ctx (the model was trained on {self.n_ctx_train:,}) or shorten the input",
+            )
+        sampling = sampling.resolved()
+        gen = Generation(iter(()), sampling)
+        gen._pieces = self._run(tokens, sampling, gen)
+        return gen
+
+    def _run(self, tokens: list[int], sampling: SamplingConfig, gen: Generation) -> Iterator[str]:
+        lib, ctx, stats = self._lib, self._ctx, gen.stats
+        start = time.perf_counter()
+        stats.prompt_tokens = len(tokens)
+        sampler = None
+        try:
+            lib.llama_perf_context_reset(ctx)
+            stats.cached_tokens = self._reuse_prefix(tokens)
+            self._decode(tokens[stats.cached_tokens :], stats.cached_tokens)
+            lib.llama_synchronize(ctx)  # llama.cpp books timings at synchronization
+            after_prompt = lib.llama_perf_context(ctx)
+            stats.prompt_ms = after_prompt.t_p_eval_ms + after_prompt.t_eval_ms
+
+            steps = sampling.steps()
+            fast_greedy = steps == [Step("greedy")]
+            if fast_greedy:
+                import numpy as np  # argmax over the logits row beats building llama.cpp's candidate array
+
+                logits = np.ctypeslib.as_array(lib.llama_get_logits(ctx), shape=(self.n_vocab,))
+            else:
+                sampler = self._make_sampler(steps, tokens)
+            text = TextAssembler(sampling.stop)
+            limit = sampling.max_tokens
+            n_past = len(tokens)
+            while True:
+                token = int(logits.argmax()) if fast_greedy else lib.llama_sampler_sample(sampler, ctx, -1)
+                stats.generated_tokens += 1
+                if stats.generated_tokens == 1:
+                    stats.ttft_ms = (time.perf_counter() - start) * 1000
+                if self.is_eog(token):
+                    gen.finish_reason = "stop"
+                    break
+                piece, stopped = text.feed(self.token_bytes(token))
+                if piece:
+                    yield piece
+                if stopped:
+                    gen.finish_reason = "stop"
+                    break
+                if limit is not None and stats.generated_tokens >= limit:
+                    gen.finish_reason = "length"
+                    break
+                if n_past >= self.n_ctx:
+                    gen.finish_reason = "context"
+                    break
+                self._decode_one(token, n_past)
+                n_past += 1
+                if fast_greedy:
+                    logits = np.ctypeslib.as_array(lib.llama_get_logits(ctx), shape=(self.n_vocab,))
+            tail = text.finish()
+            if tail:
+                yield tail
+        finally:
+            if gen.finish_reason is None:
+                # Interrupted: drop anything a decode may have added that we did not record.
+                lib.llama_memory_seq_rm(self._mem, 0, len(self._kv), -1)
+            if sampler is not None:
+                lib.llama_sampler_free(sampler)
+            perf = lib.llama_perf_context(ctx)
+            stats.decode_ms = perf.t_p_eval_ms + perf.t_eval_ms - stats.prompt_ms
+            stats.total_ms = (time.perf_counter() - start) * 1000
+
+    def _make_sampler(self, steps: list[Step], history: list[int]) -> Any:
+        lib = self._lib
+        chain = lib.llama_sampler_chain_init(lib.llama_sampler_chain_default_params())
+        for step in steps:
+            init = getattr(lib, f"llama_sampler_init_{step.kind}")
+            lib.llama_sampler_chain_add(chain, init(*step.args))
+        # The repeat penalty looks back over the prompt too, as llama.cpp's own tools do.
+        if steps[0].kind == "penalties":
+            for token in history[-int(steps[0].args[0]) :]:
+                lib.llama_sampler_accept(chain, token)
+        return chain
+
+    # -- KV cache
+
+    def _reuse_prefix(self, tokens: list[int]) -> int:
+        """Keep the longest cached prefix of tokens (at least one token is left to evaluate)."""
+        common = 0
+        limit = min(len(self._kv), len(tokens) - 1)
+        while common < limit and self._kv[common] == tokens[common]:
+            common += 1
+        if common < len(self._kv):
+            if not self._lib.llama_memory_seq_rm(self._mem, 0, common, -1):
+                # Some caches (recurrent models) cannot drop a suffix: start over.
+                self._lib.llama_memory_clear(self._mem, True)
+                common = 0
+            del self._kv[common:]
+        return common
+
+    def _decode(self, tokens: Sequence[int], start: int) -> None:
+        """Evaluate tokens at positions start.. in batches; logits only for the last one."""
+        batch, lib = self._batch, self._lib
+        for offset in range(0, len(tokens), self.n_batch):
+            chunk = tokens[offset : offset + self.n_batch]
+            n = len(chunk)
+            ctypes.memmove(batch.token, array("i", chunk).tobytes(), 4 * n)
+            pos0 = start + offset
+            ctypes.memmove(batch.pos, array("i", range(pos0, pos0 + n)).tobytes(), 4 * n)
+            ctypes.memset(batch.logits, 0, n)
+            last = offset + n == len(tokens)
+            batch.logits[n - 1] = last
+            batch.n_tokens = n
+            self._check(lib.llama_decode(self._ctx, batch))
+            self._kv.extend(chunk)
+
+    def _decode_one(self, token: int, pos: int) -> None:
+        batch = self._batch
+        batch.token[0] = token
+        batch.pos[0] = pos
+        batch.logits[0] = 1
+        batch.n_tokens = 1
+        self._check(self._lib.llama_decode(self._ctx, batch))
+        self._kv.append(token)
+
+    def _check(self, status: int) -> None:
+        if status == 1:
+            raise ContextOverflowError("the KV cache is full", hint="raise --ctx")
+        if status != 0:
+            raise GenerationError(f"llama.cpp failed to evaluate tokens (status {status}): {_recent_log()}")

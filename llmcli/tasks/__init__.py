@@ -1,0 +1,1 @@
+"""Commands' core logic: each task takes an engine and inputs, and returns results."""
