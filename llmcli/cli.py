@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from llmcli import __version__
-from llmcli.errors import ExitCode, LlmcliError
+from llmcli.errors import ExitCode, LlmcliError, OutputClosed
 
 app = typer.Typer(
     name="llmcli",
@@ -296,19 +296,25 @@ def _quiet_stdout() -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Run the app, turning every failure into one line on stderr and an exit code."""
-    import click
-
+    # Typer may vendor its own click: find its usage-error class through a public name.
+    usage_error = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
     debug = bool(os.environ.get("LLMCLI_DEBUG")) or "--debug" in (argv or sys.argv)
     code: int = ExitCode.OK
     try:
         result = app(args=argv, standalone_mode=False, prog_name="llmcli")
         code = result if isinstance(result, int) else ExitCode.OK
-    except click.exceptions.UsageError as exc:
-        cmd = exc.ctx.command_path if exc.ctx else "llmcli"
-        sys.stderr.write(f"error: {exc.format_message()} (see `{cmd} --help`)\n")
+    except usage_error as exc:
+        ctx = getattr(exc, "ctx", None)
+        cmd = ctx.command_path if ctx else "llmcli"
+        message = " ".join(exc.format_message().split())  # type: ignore[attr-defined]
+        if message:  # empty when help was shown instead (`llmcli` with no command)
+            sys.stderr.write(f"error: {message} (see `{cmd} --help`)\n")
         code = ExitCode.USAGE
-    except click.exceptions.Abort:
+    except typer.Abort:
         code = ExitCode.INTERRUPTED
+    except OutputClosed as exc:
+        _quiet_stdout()
+        code = exc.exit_code
     except LlmcliError as exc:
         if debug:
             raise
@@ -318,9 +324,6 @@ def main(argv: list[str] | None = None) -> None:
         code = exc.exit_code
     except KeyboardInterrupt:
         code = ExitCode.INTERRUPTED
-    except BrokenPipeError:
-        _quiet_stdout()
-        code = ExitCode.BROKEN_PIPE
     except OSError as exc:
         if debug:
             raise

@@ -70,6 +70,7 @@ class Completion:
     finish_reason: str
     stats: Stats
     seed: int | None = None
+    tokens: list[int] = field(default_factory=list)  # generated tokens, end-of-generation excluded
 
 
 @dataclass
@@ -80,6 +81,7 @@ class Generation:
     sampling: SamplingConfig
     stats: Stats = field(default_factory=Stats)
     finish_reason: str | None = None
+    tokens: list[int] = field(default_factory=list)
     _parts: list[str] = field(default_factory=list)
 
     def __iter__(self) -> Iterator[str]:
@@ -97,7 +99,11 @@ class Generation:
     def completion(self) -> Completion:
         """What was generated so far; an unfinished generation counts as interrupted."""
         return Completion(
-            "".join(self._parts), self.finish_reason or "interrupted", self.stats, self.sampling.seed
+            "".join(self._parts),
+            self.finish_reason or "interrupted",
+            self.stats,
+            self.sampling.seed,
+            list(self.tokens),
         )
 
     def run(self) -> Completion:
@@ -305,6 +311,7 @@ class LocalEngine:
         self._piece_buf = ctypes.create_string_buffer(256)
         self._pieces: dict[int, bytes] = {}
         self._kv: list[int] = []  # tokens whose K/V are in the cache for sequence 0, in order
+        self._active: Generation | None = None  # one generation at a time owns the context
         self._warm_up()
 
     def _warm_up(self) -> None:
@@ -320,6 +327,9 @@ class LocalEngine:
     def close(self) -> None:
         """Free llama.cpp's memory (safe to call twice)."""
         lib = self._lib
+        if self._active is not None:
+            self._active.close()  # its cleanup needs the context, so it must run first
+            self._active = None
         if self._batch is not None:
             lib.llama_batch_free(self._batch)
             self._batch = None
@@ -390,9 +400,12 @@ class LocalEngine:
                 f"the prompt is {len(tokens):,} tokens but the context holds {self.n_ctx:,}",
                 hint=f"raise --ctx (the model was trained on {self.n_ctx_train:,}) or shorten the input",
             )
+        if self._active is not None:
+            self._active.close()
         sampling = sampling.resolved()
         gen = Generation(iter(()), sampling)
         gen._pieces = self._run(tokens, sampling, gen)
+        self._active = gen
         return gen
 
     def _run(self, tokens: list[int], sampling: SamplingConfig, gen: Generation) -> Iterator[str]:
@@ -427,6 +440,7 @@ class LocalEngine:
                 if self.is_eog(token):
                     gen.finish_reason = "stop"
                     break
+                gen.tokens.append(token)
                 piece, stopped = text.feed(self.token_bytes(token))
                 if piece:
                     yield piece
@@ -455,6 +469,15 @@ class LocalEngine:
             perf = lib.llama_perf_context(ctx)
             stats.decode_ms = perf.t_p_eval_ms + perf.t_eval_ms - stats.prompt_ms
             stats.total_ms = (time.perf_counter() - start) * 1000
+
+    def next_logits(self, tokens: Sequence[int]) -> Any:
+        """The model's logits (a numpy row over the vocabulary) for the token after tokens."""
+        import numpy as np
+
+        tokens = list(tokens)
+        cached = self._reuse_prefix(tokens)
+        self._decode(tokens[cached:], cached)
+        return np.ctypeslib.as_array(self._lib.llama_get_logits(self._ctx), shape=(self.n_vocab,)).copy()
 
     def _make_sampler(self, steps: list[Step], history: list[int]) -> Any:
         lib = self._lib

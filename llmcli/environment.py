@@ -8,6 +8,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import BinaryIO, TextIO
 
+from llmcli.errors import OutputClosed, UsageError
+
 
 @dataclass
 class Environment:
@@ -40,8 +42,11 @@ class Environment:
 
     def write(self, text: str) -> None:
         """Product text to stdout, flushed at once (UTF-8 whatever the locale)."""
-        self.stdout.write(text.encode("utf-8"))
-        self.stdout.flush()
+        try:
+            self.stdout.write(text.encode("utf-8"))
+            self.stdout.flush()
+        except BrokenPipeError:
+            raise OutputClosed() from None
 
     def read_stdin(self) -> str | None:
         """All of stdin when it is not a terminal, else None."""
@@ -51,6 +56,4 @@ class Environment:
         try:
             return data.decode("utf-8")
         except UnicodeDecodeError as exc:
-            from llmcli.errors import UsageError
-
             raise UsageError(f"standard input is not UTF-8 text (bad byte at offset {exc.start})") from None

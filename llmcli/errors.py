@@ -60,5 +60,14 @@ class ContextOverflowError(LlmcliError):
     exit_code = ExitCode.CONTEXT_OVERFLOW
 
 
+class OutputClosed(LlmcliError):
+    """The reader of stdout went away (`| head`): stop quietly."""
+
+    exit_code = ExitCode.BROKEN_PIPE
+
+    def __init__(self) -> None:
+        super().__init__("standard output was closed")
+
+
 class GenerationError(LlmcliError):
     """llama.cpp failed while evaluating tokens."""

@@ -1,0 +1,72 @@
+"""Shared fixtures: the real stories260K model, program models, and a runner for the installed CLI."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from tinymodel import STORIES, write_program_model
+
+from llmcli.engine import EngineOptions, LocalEngine
+
+LLMCLI = Path(sys.executable).parent / "llmcli"
+
+
+@pytest.fixture(scope="session")
+def stories() -> Path:
+    assert STORIES.is_file(), f"test model missing: {STORIES}"
+    return STORIES
+
+
+@pytest.fixture(scope="session")
+def stories_engine(stories: Path) -> Iterator[LocalEngine]:
+    with LocalEngine(stories, EngineOptions(n_ctx=512)) as engine:
+        yield engine
+
+
+@pytest.fixture(scope="session")
+def program_model(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path]:
+    """Write (once per distinct program) a model whose next-token logits are programmed."""
+    cache: dict[str, Path] = {}
+
+    def make(program: Mapping[int, Mapping[int, float]], **kwargs: object) -> Path:
+        key = repr((sorted((k, sorted(v.items())) for k, v in program.items()), sorted(kwargs.items())))
+        if key not in cache:
+            path = tmp_path_factory.mktemp("models") / "program.gguf"
+            cache[key] = write_program_model(path, program, **kwargs)  # type: ignore[arg-type]
+        return cache[key]
+
+    return make
+
+
+@pytest.fixture
+def cli_env(tmp_path: Path) -> dict[str, str]:
+    """A clean environment for the CLI: its own LLMCLI_HOME, no color, no inherited LLMCLI_* settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LLMCLI_")}
+    env.update(LLMCLI_HOME=str(tmp_path / "home"), NO_COLOR="1")
+    return env
+
+
+@pytest.fixture
+def run_cli(cli_env: dict[str, str]) -> Callable[..., subprocess.CompletedProcess[str]]:
+    """Run the installed `llmcli` with args; stdin is empty unless input= is given."""
+
+    def run(*args: str, input: str = "", env: Mapping[str, str] | None = None, timeout: float = 120):
+        return subprocess.run(
+            [str(LLMCLI), *args],
+            input=input,
+            capture_output=True,
+            text=True,
+            encoding="utf-8",
+            env={**cli_env, **(env or {})},
+            timeout=timeout,
+        )
+
+    return run

@@ -1,0 +1,99 @@
+"""Tiny GGUF models with programmed behaviour, written with the `gguf` package for tests.
+
+A "program model" has a real tokenizer (copied from ../shared/models/vocab) and one llama layer
+whose attention and FFN weights are zero, so the hidden state is the current token's embedding.
+Each programmed token gets its own embedding direction (a "state"), and the output matrix maps
+that state to exactly the logits we choose for the next token. Unprogrammed tokens lead to EOS.
+That makes greedy output, sampling distributions and byte-level UTF-8 splits exactly known.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from pathlib import Path
+
+import gguf
+import numpy as np
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+STORIES = SHARED / "models" / "stories260K.gguf"
+VOCABS = SHARED / "models" / "vocab"
+TEMPLATES = SHARED / "templates"
+LOW = -30.0  # logit of every token a state does not name
+
+
+def copy_tokenizer(writer: gguf.GGUFWriter, vocab_path: Path, *, keep_template: bool = False) -> int:
+    """Copy tokenizer.* keys from a vocab-only GGUF; return the vocabulary size."""
+    reader = gguf.GGUFReader(vocab_path)
+    n_vocab = 0
+    for key, field in reader.fields.items():
+        if not key.startswith("tokenizer.") or (key == "tokenizer.chat_template" and not keep_template):
+            continue
+        value = field.contents()
+        vtype = field.types[0]
+        if vtype == gguf.GGUFValueType.ARRAY:
+            writer.add_array(key, value)
+            if key == "tokenizer.ggml.tokens":
+                n_vocab = len(value)
+        else:
+            writer.add_key_value(key, value, vtype)
+    return n_vocab
+
+
+def write_program_model(
+    path: Path,
+    program: Mapping[int, Mapping[int, float]],
+    *,
+    vocab: str = "llama-spm",
+    eos: int = 2,
+    n_ctx: int = 4096,
+    chat_template: str | None = None,
+) -> Path:
+    """Write a model where after token t the logits are program[t] (others LOW; unknown t -> eos)."""
+    n_embd = 1 << max(6, math.ceil(math.log2(len(program) + 1)))
+    writer = gguf.GGUFWriter(str(path), "llama")
+    writer.add_name("program-model")
+    writer.add_context_length(n_ctx)
+    writer.add_embedding_length(n_embd)
+    writer.add_block_count(1)
+    writer.add_feed_forward_length(n_embd)
+    writer.add_head_count(4)
+    writer.add_head_count_kv(4)
+    writer.add_rope_dimension_count(n_embd // 4)
+    writer.add_layer_norm_rms_eps(1e-6)
+    writer.add_file_type(gguf.LlamaFileType.ALL_F32)
+    n_vocab = copy_tokenizer(writer, VOCABS / f"ggml-vocab-{vocab}.gguf")
+    if chat_template is not None:
+        writer.add_chat_template(chat_template)
+
+    embd = np.zeros((n_vocab, n_embd), np.float32)
+    embd[:, 0] = 1.0  # state 0: "not programmed"
+    scale = 1.0 / math.sqrt(n_embd)  # rms_norm(one-hot) = sqrt(n_embd) * one-hot
+    out = np.full((n_vocab, n_embd), LOW * scale, np.float32)
+    out[eos, 0] = 30.0 * scale
+    for state, (token, nexts) in enumerate(program.items(), start=1):
+        embd[token] = 0.0
+        embd[token, state] = 1.0
+        for nxt, logit in nexts.items():
+            out[nxt, state] = logit * scale
+
+    writer.add_tensor("token_embd.weight", embd)
+    writer.add_tensor("output_norm.weight", np.ones(n_embd, np.float32))
+    writer.add_tensor("output.weight", out)
+    zeros = np.zeros((n_embd, n_embd), np.float32)
+    for name in ("attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"):
+        writer.add_tensor(f"blk.0.{name}.weight", zeros)
+    writer.add_tensor("blk.0.attn_norm.weight", np.ones(n_embd, np.float32))
+    writer.add_tensor("blk.0.ffn_norm.weight", np.ones(n_embd, np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path
+
+
+def chain(tokens: list[int], eos: int = 2) -> dict[int, dict[int, float]]:
+    """A program that, after tokens[0], emits tokens[1:] then eos (greedy and sampled alike)."""
+    steps = list(zip(tokens, [*tokens[1:], eos], strict=True))
+    return {a: {b: 30.0} for a, b in steps}
