@@ -40,8 +40,18 @@ def native_tool(name: str) -> Path:
 
 def llama_bench(model: Path, threads: int, args: list[str]) -> list[dict]:
     """Run llama-bench with JSON output and return its records."""
-    cmd = [str(native_tool("llama-bench")), "-m", str(model), "-t", str(threads), "-fa", "1", "-o", "json",
-           *args]
+    cmd = [
+        str(native_tool("llama-bench")),
+        "-m",
+        str(model),
+        "-t",
+        str(threads),
+        "-fa",
+        "1",
+        "-o",
+        "json",
+        *args,
+    ]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     return json.loads(out)
 
@@ -56,8 +66,9 @@ def prompt_text(n_tokens: int) -> str:
 
 def llmcli_json(*args: str, stdin: str = "") -> dict:
     """Run the installed `llmcli ... --json` and parse its one JSON object."""
-    result = subprocess.run([str(LLMCLI), *args, "--json"], input=stdin, capture_output=True, text=True,
-                            check=True)
+    result = subprocess.run(
+        [str(LLMCLI), *args, "--json"], input=stdin, capture_output=True, text=True, check=True
+    )
     return json.loads(result.stdout)
 
 

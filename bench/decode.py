@@ -21,15 +21,17 @@ def create_completion_run(model: str, prompt: str, n: int, threads: int) -> tupl
     """(prompt t/s, decode t/s) of llama-cpp-python's create_completion, streaming, greedy."""
     import llama_cpp
 
-    llm = llama_cpp.Llama(model, n_ctx=4096, n_threads=threads, n_threads_batch=threads, flash_attn=True,
-                          verbose=False)
+    llm = llama_cpp.Llama(
+        model, n_ctx=4096, n_threads=threads, n_threads_batch=threads, flash_attn=True, verbose=False
+    )
     eog = [t for t in range(llm.n_vocab()) if llama_cpp.llama_vocab_is_eog(llm._model.vocab, t)]
     n_prompt = len(llm.tokenize(prompt.encode()))
     start = time.perf_counter()
     first = last = start
     count = 0
-    for _ in llm.create_completion(prompt, max_tokens=n, temperature=0.0, stream=True,
-                                   logit_bias={t: -1e9 for t in eog}):
+    for _ in llm.create_completion(
+        prompt, max_tokens=n, temperature=0.0, stream=True, logit_bias={t: -1e9 for t in eog}
+    ):
         last = time.perf_counter()
         if count == 0:
             first = last
@@ -51,30 +53,40 @@ def main() -> None:
     prompt = prompt_text(args.prompt_tokens)
     base = ["complete", "-m", str(model), "--threads", str(args.threads), "--greedy", "--ignore-eos"]
     n_prompt = llmcli_json(*base, "-n", "1", stdin=prompt)["prompt_tokens"]
-    print(f"model {model.name}, prompt {n_prompt} tokens, {args.threads} threads, flash attention on, "
-          f"{args.rounds} rounds")
+    print(
+        f"model {model.name}, prompt {n_prompt} tokens, {args.threads} threads, flash attention on, "
+        f"{args.rounds} rounds"
+    )
 
     native_pp: list[float] = []
     ours_pp: list[float] = []
     rows = {n: {"native": [], "counters": [], "wall": [], "cc": []} for n in args.gen}
     cc_pp: list[float] = []
     for _ in range(args.rounds):
-        native_pp += [r["avg_ts"] for r in llama_bench(model, args.threads, ["-p", str(n_prompt), "-n", "0",
-                                                                            "-r", "1"])]
+        native_pp += [
+            r["avg_ts"] for r in llama_bench(model, args.threads, ["-p", str(n_prompt), "-n", "0", "-r", "1"])
+        ]
         for n in args.gen:
-            rows[n]["native"] += [r["avg_ts"] for r in llama_bench(
-                model, args.threads, ["-p", "0", "-n", str(n), "-d", str(n_prompt), "-r", "1"])]
+            rows[n]["native"] += [
+                r["avg_ts"]
+                for r in llama_bench(
+                    model, args.threads, ["-p", "0", "-n", str(n), "-d", str(n_prompt), "-r", "1"]
+                )
+            ]
             result = llmcli_json(*base, "-n", str(n), stdin=prompt)
             rows[n]["counters"].append(result["decode_tps"])
-            rows[n]["wall"].append((result["generated_tokens"] - 1) / (result["total_ms"] - result["ttft_ms"])
-                                   * 1000)
+            rows[n]["wall"].append(
+                (result["generated_tokens"] - 1) / (result["total_ms"] - result["ttft_ms"]) * 1000
+            )
             ours_pp.append(result["prompt_tps"])
             if not args.no_create_completion:
                 pp, tg = create_completion_run(str(model), prompt, n, args.threads)
                 rows[n]["cc"].append(tg)
                 cc_pp.append(pp)
 
-    print(f"\n{'test':<16}{'native t/s':>12}{'llmcli t/s':>12}{'ratio':>8}{'create_completion':>20}{'ratio':>8}")
+    print(
+        f"\n{'test':<16}{'native t/s':>12}{'llmcli t/s':>12}{'ratio':>8}{'create_completion':>20}{'ratio':>8}"
+    )
     nat, ours = median(native_pp), median(ours_pp)
     cc = median(cc_pp)
     print(f"{'pp' + str(n_prompt):<16}{nat:>12.1f}{ours:>12.1f}{ours / nat:>8.3f}{cc:>20.1f}{cc / nat:>8.3f}")

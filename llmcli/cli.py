@@ -18,6 +18,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # plain help: rich rendering would triple `--help` start-up time
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
@@ -123,36 +124,26 @@ Stop = Annotated[
     ),
 ]
 
+IgnoreEos = Annotated[
+    bool,
+    typer.Option(
+        "--ignore-eos",
+        help="Keep generating past end-of-generation tokens (for benchmarks).",
+        rich_help_panel="Sampling",
+    ),
+]
+
 SAMPLING_HELP = (
     "Sampling: with none of --top-k/--top-p/--min-p given, top-p 0.95 and min-p 0.05 apply; "
     "any of them given alone means exactly that method (plus temperature)."
 )
 
 
-def _sampling(
-    greedy: bool,
-    temperature: float | None,
-    top_k: int | None,
-    top_p: float | None,
-    min_p: float | None,
-    repeat_penalty: float | None,
-    seed: int | None,
-    max_tokens: int | None,
-    stop: list[str] | None,
-) -> Any:
+def _sampling(*, stop: list[str] | None, **options: Any) -> Any:
+    """A validated SamplingConfig from the sampling flags (None: not given)."""
     from llmcli.sampling import SamplingConfig
 
-    return SamplingConfig.from_options(
-        greedy=greedy,
-        temperature=temperature,
-        top_k=top_k,
-        top_p=top_p,
-        min_p=min_p,
-        repeat_penalty=repeat_penalty,
-        seed=seed,
-        max_tokens=max_tokens,
-        stop=stop or (),
-    )
+    return SamplingConfig.from_options(stop=stop or (), **options)
 
 
 def _settings(model: str | None, ctx: int | None, threads: int | None, gpu_layers: str | None) -> Any:
@@ -180,6 +171,7 @@ def complete(
     seed: Seed = None,
     max_tokens: MaxTokens = None,
     stop: Stop = None,
+    ignore_eos: IgnoreEos = False,
     stats: Annotated[bool, typer.Option("--stats", help="Print token counts and speed to stderr.")] = False,
     json_out: Annotated[
         bool,
@@ -202,7 +194,18 @@ def complete(
     from llmcli.tasks.complete import complete as run_complete
 
     env = Environment.from_system()
-    sampling = _sampling(greedy, temperature, top_k, top_p, min_p, repeat_penalty, seed, max_tokens, stop)
+    sampling = _sampling(
+        greedy=greedy,
+        temperature=temperature,
+        top_k=top_k,
+        top_p=top_p,
+        min_p=min_p,
+        repeat_penalty=repeat_penalty,
+        seed=seed,
+        max_tokens=max_tokens,
+        stop=stop,
+        ignore_eos=ignore_eos,
+    )
     settings = _settings(model, ctx, threads, gpu_layers)
     text = build_prompt(env.read_stdin(), prompt)
     with open_engine(settings, verbose=verbose) as engine:

@@ -312,6 +312,7 @@ class LocalEngine:
         self._pieces: dict[int, bytes] = {}
         self._kv: list[int] = []  # tokens whose K/V are in the cache for sequence 0, in order
         self._active: Generation | None = None  # one generation at a time owns the context
+        self._eog: list[int] | None = None
         self._warm_up()
 
     def _warm_up(self) -> None:
@@ -422,22 +423,27 @@ class LocalEngine:
             stats.prompt_ms = after_prompt.t_p_eval_ms + after_prompt.t_eval_ms
 
             steps = sampling.steps()
+            banned = self._eog_tokens() if sampling.ignore_eos else []
             fast_greedy = steps == [Step("greedy")]
             if fast_greedy:
                 import numpy as np  # argmax over the logits row beats building llama.cpp's candidate array
 
                 logits = np.ctypeslib.as_array(lib.llama_get_logits(ctx), shape=(self.n_vocab,))
             else:
-                sampler = self._make_sampler(steps, tokens)
+                sampler = self._make_sampler(steps, tokens, banned)
             text = TextAssembler(sampling.stop)
             limit = sampling.max_tokens
             n_past = len(tokens)
             while True:
-                token = int(logits.argmax()) if fast_greedy else lib.llama_sampler_sample(sampler, ctx, -1)
+                if fast_greedy:
+                    logits[banned] = -np.inf
+                    token = int(logits.argmax())
+                else:
+                    token = lib.llama_sampler_sample(sampler, ctx, -1)
                 stats.generated_tokens += 1
                 if stats.generated_tokens == 1:
                     stats.ttft_ms = (time.perf_counter() - start) * 1000
-                if self.is_eog(token):
+                if not banned and self.is_eog(token):
                     gen.finish_reason = "stop"
                     break
                 gen.tokens.append(token)
@@ -479,14 +485,24 @@ class LocalEngine:
         self._decode(tokens[cached:], cached)
         return np.ctypeslib.as_array(self._lib.llama_get_logits(self._ctx), shape=(self.n_vocab,)).copy()
 
-    def _make_sampler(self, steps: list[Step], history: list[int]) -> Any:
+    def _eog_tokens(self) -> list[int]:
+        if self._eog is None:
+            self._eog = [t for t in range(self.n_vocab) if self.is_eog(t)]
+        return self._eog
+
+    def _make_sampler(self, steps: list[Step], history: list[int], banned: list[int]) -> Any:
         lib = self._lib
         chain = lib.llama_sampler_chain_init(lib.llama_sampler_chain_default_params())
+        if banned:
+            biases = (lib.llama_logit_bias * len(banned))(*[(t, float("-inf")) for t in banned])
+            lib.llama_sampler_chain_add(
+                chain, lib.llama_sampler_init_logit_bias(self.n_vocab, len(banned), biases)
+            )
         for step in steps:
             init = getattr(lib, f"llama_sampler_init_{step.kind}")
             lib.llama_sampler_chain_add(chain, init(*step.args))
         # The repeat penalty looks back over the prompt too, as llama.cpp's own tools do.
-        if steps[0].kind == "penalties":
+        if steps and steps[0].kind == "penalties":
             for token in history[-int(steps[0].args[0]) :]:
                 lib.llama_sampler_accept(chain, token)
         return chain

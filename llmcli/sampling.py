@@ -40,6 +40,7 @@ class SamplingConfig:
     seed: int | None = None  # None: fresh randomness on every run
     max_tokens: int | None = None  # None: until end of generation or a full context
     stop: tuple[str, ...] = ()
+    ignore_eos: bool = False  # keep going past end-of-generation tokens (benchmarks)
 
     @classmethod
     def from_options(
@@ -54,6 +55,7 @@ class SamplingConfig:
         seed: int | None = None,
         max_tokens: int | None = None,
         stop: tuple[str, ...] | list[str] = (),
+        ignore_eos: bool = False,
     ) -> SamplingConfig:
         """Build a validated config from user options, where None means "not given"."""
         none_given = top_k is None and top_p is None and min_p is None
@@ -66,6 +68,7 @@ class SamplingConfig:
             seed=seed,
             max_tokens=max_tokens,
             stop=tuple(stop),
+            ignore_eos=ignore_eos,
         )
         config.validate()
         return config
