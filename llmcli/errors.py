@@ -15,6 +15,7 @@ class ExitCode(IntEnum):
     MODEL_INVALID = 4
     CONTEXT_OVERFLOW = 5
     NETWORK = 6
+    STORAGE = 7
     INTERRUPTED = 130  # 128 + SIGINT
     BROKEN_PIPE = 141  # 128 + SIGPIPE: the reader of stdout went away
 
@@ -67,6 +68,18 @@ class OutputClosed(LlmcliError):
 
     def __init__(self) -> None:
         super().__init__("standard output was closed")
+
+
+class NetworkError(LlmcliError):
+    """The hub (or a server) cannot be reached, or a download failed or arrived corrupt."""
+
+    exit_code = ExitCode.NETWORK
+
+
+class StorageError(LlmcliError):
+    """Disk full, or a folder we must write is not writable."""
+
+    exit_code = ExitCode.STORAGE
 
 
 class GenerationError(LlmcliError):

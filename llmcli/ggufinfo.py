@@ -60,6 +60,44 @@ GGML_TYPES: dict[int, tuple[str, int, int]] = {
 }
 
 
+# general.file_type (llama_ftype) -> the quantization name users know
+FILE_TYPES = {
+    0: "F32",
+    1: "F16",
+    2: "Q4_0",
+    3: "Q4_1",
+    7: "Q8_0",
+    8: "Q5_0",
+    9: "Q5_1",
+    10: "Q2_K",
+    11: "Q3_K_S",
+    12: "Q3_K_M",
+    13: "Q3_K_L",
+    14: "Q4_K_S",
+    15: "Q4_K_M",
+    16: "Q5_K_S",
+    17: "Q5_K_M",
+    18: "Q6_K",
+    19: "IQ2_XXS",
+    20: "IQ2_XS",
+    21: "Q2_K_S",
+    22: "IQ3_XS",
+    23: "IQ3_XXS",
+    24: "IQ1_S",
+    25: "IQ4_NL",
+    26: "IQ3_S",
+    27: "IQ3_M",
+    28: "IQ2_S",
+    29: "IQ2_M",
+    30: "IQ4_XS",
+    31: "IQ1_M",
+    32: "BF16",
+    36: "TQ1_0",
+    37: "TQ2_0",
+    38: "MXFP4_MOE",
+}
+
+
 @dataclass(frozen=True)
 class ArraySummary:
     """A long metadata array, kept as its length only."""
@@ -120,6 +158,15 @@ class GGUFInfo:
     @property
     def n_params(self) -> int:
         return sum(t.n_elements for t in self.tensors)
+
+    @property
+    def quantization(self) -> str:
+        """The file type's name (Q4_K_M, ...), else the most common tensor type."""
+        file_type = self.metadata.get("general.file_type")
+        if isinstance(file_type, int) and file_type in FILE_TYPES:
+            return FILE_TYPES[file_type]
+        types = [t.type_name for t in self.tensors if len(t.shape) > 1]
+        return max(set(types), key=types.count) if types else "unknown"
 
     @property
     def chat_template(self) -> str | None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from llmcli.engine import Completion, Stats
 from llmcli.environment import Environment
 from llmcli.errors import LlmcliError
@@ -41,3 +43,53 @@ def finish_note(completion: Completion) -> str | None:
     if completion.finish_reason == "context":
         return "stopped: the context window is full (raise --ctx for longer output)"
     return None
+
+
+class DownloadBar:
+    """Download progress on stderr: a rich bar (size, speed, ETA) on a terminal, plain lines otherwise."""
+
+    def __init__(self, env: Environment) -> None:
+        self.env = env
+        self._bar: Any = None
+        self._task: Any = None
+        self._name = ""
+
+    def start(self, name: str, total: int, done: int) -> None:
+        self.finish()
+        self._name = name
+        if not self.env.stderr_isatty:
+            resumed = f", resuming at {done / 1e6:.0f} MB" if done else ""
+            note(self.env, f"downloading {name} ({total / 1e6:.0f} MB{resumed})")
+            return
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+            TransferSpeedColumn,
+        )
+
+        console = Console(file=self.env.stderr, no_color=not self.env.color)
+        self._bar = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            TimeRemainingColumn(),
+            console=console,
+            transient=True,
+        )
+        self._bar.start()
+        self._task = self._bar.add_task(name, total=total, completed=done)
+
+    def advance(self, n: int) -> None:
+        if self._bar is not None:
+            self._bar.advance(self._task, n)
+
+    def finish(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None
+            note(self.env, f"downloaded {self._name}")

@@ -11,6 +11,9 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
+# huggingface_hub reads these once, at import: in-process code must never reach the real hub either.
+os.environ["HF_ENDPOINT"] = "http://127.0.0.1:9"
+os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
 
 from tinymodel import STORIES, write_program_model
 
@@ -48,9 +51,17 @@ def program_model(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Pat
 
 @pytest.fixture
 def cli_env(tmp_path: Path) -> dict[str, str]:
-    """A clean environment for the CLI: its own LLMCLI_HOME, no color, no inherited LLMCLI_* settings."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LLMCLI_")}
-    env.update(LLMCLI_HOME=str(tmp_path / "home"), NO_COLOR="1")
+    """A clean environment for the CLI: its own homes and caches, no color, no inherited settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LLMCLI_", "HF_"))}
+    env.update(
+        LLMCLI_HOME=str(tmp_path / "home"),
+        NO_COLOR="1",
+        # Never the internet: a hub address where nothing listens, and a private cache.
+        HF_ENDPOINT="http://127.0.0.1:9",
+        HF_HOME=str(tmp_path / "hf"),
+        HF_HUB_CACHE=str(tmp_path / "hf" / "hub"),
+        HF_HUB_DISABLE_TELEMETRY="1",
+    )
     return env
 
 

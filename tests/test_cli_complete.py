@@ -98,8 +98,11 @@ def test_empty_prompt_and_empty_stdin(run_cli: Run, stories: Path) -> None:
     assert_one_line_error(run_cli("complete", "-m", str(stories), input="  \n"), 2, "prompt is empty")
 
 
-def test_no_model(run_cli: Run) -> None:
-    assert_one_line_error(run_cli("complete", "hi"), 2, "no model")
+def test_default_model_when_none_is_given(run_cli: Run) -> None:
+    offline = run_cli("complete", "hi", env={"HF_HUB_OFFLINE": "1"})
+    assert_one_line_error(offline, 3, "qwen2.5-1.5b is not downloaded", "llmcli models pull qwen2.5-1.5b")
+    unreachable = run_cli("complete", "hi")
+    assert_one_line_error(unreachable, 6, "cannot reach the hub")
 
 
 def test_model_file_errors(run_cli: Run, tmp_path: Path, stories: Path) -> None:

@@ -1,0 +1,154 @@
+"""`complete` and `info`."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+
+from llmcli import __version__
+from llmcli.cli.app import app
+from llmcli.cli.options import (
+    SAMPLING_HELP,
+    Ctx,
+    GpuLayers,
+    Greedy,
+    IgnoreEos,
+    MaxTokens,
+    MinP,
+    Model,
+    Offline,
+    RepeatPenalty,
+    Seed,
+    Stop,
+    Temperature,
+    Threads,
+    TopK,
+    TopP,
+    Verbose,
+)
+from llmcli.cli.options import (
+    sampling as make_sampling,
+)
+from llmcli.cli.options import (
+    settings as make_settings,
+)
+from llmcli.errors import ExitCode
+
+# --- commands ----------------------------------------------------------------------------------
+
+
+@app.command(epilog=SAMPLING_HELP)
+def complete(
+    prompt: Annotated[str | None, typer.Argument(help="Text to continue.", show_default=False)] = None,
+    model: Model = None,
+    ctx: Ctx = None,
+    threads: Threads = None,
+    gpu_layers: GpuLayers = None,
+    greedy: Greedy = False,
+    temperature: Temperature = None,
+    top_k: TopK = None,
+    top_p: TopP = None,
+    min_p: MinP = None,
+    repeat_penalty: RepeatPenalty = None,
+    seed: Seed = None,
+    max_tokens: MaxTokens = None,
+    stop: Stop = None,
+    ignore_eos: IgnoreEos = False,
+    stats: Annotated[bool, typer.Option("--stats", help="Print token counts and speed to stderr.")] = False,
+    json_out: Annotated[
+        bool,
+        typer.Option(
+            "--json",
+            help="Print one JSON object (text, finish reason, tokens, timings) instead of streaming.",
+        ),
+    ] = False,
+    offline: Offline = False,
+    verbose: Verbose = False,
+) -> None:
+    """Continue a prompt and stream the text to stdout.
+
+    The prompt is read from stdin when stdin is not a terminal, and from PROMPT; with both,
+    stdin comes first, then a blank line, then PROMPT. Ctrl-C stops and keeps what was printed.
+    """
+    from llmcli.environment import Environment
+    from llmcli.render import DownloadBar, finish_note, note, stats_line
+    from llmcli.runtime import open_engine
+    from llmcli.tasks.complete import build_prompt
+    from llmcli.tasks.complete import complete as run_complete
+
+    env = Environment.from_system()
+    sampling = make_sampling(
+        greedy=greedy,
+        temperature=temperature,
+        top_k=top_k,
+        top_p=top_p,
+        min_p=min_p,
+        repeat_penalty=repeat_penalty,
+        seed=seed,
+        max_tokens=max_tokens,
+        stop=stop,
+        ignore_eos=ignore_eos,
+    )
+    settings = make_settings(model, ctx, threads, gpu_layers)
+    text = build_prompt(env.read_stdin(), prompt)
+    with open_engine(settings, verbose=verbose, offline=offline, progress=DownloadBar(env)) as engine:
+        result = run_complete(engine, text, sampling, (lambda _p: None) if json_out else env.write)
+    if json_out:
+        env.write(
+            json.dumps(
+                {
+                    "text": result.text,
+                    "finish_reason": result.finish_reason,
+                    "seed": result.seed,
+                    "model": str(engine.model_path),
+                    **result.stats.to_dict(),
+                },
+                ensure_ascii=False,
+            )
+            + "\n"
+        )
+    elif env.stdout_isatty and result.text and not result.text.endswith("\n"):
+        env.write("\n")  # leave the shell prompt on a line of its own; pipes get the text untouched
+    if stats:
+        note(env, stats_line(result.stats))
+    if reason := finish_note(result):
+        note(env, reason)
+    if result.finish_reason == "interrupted":
+        raise typer.Exit(ExitCode.INTERRUPTED)
+
+
+@app.command()
+def info(
+    json_out: Annotated[bool, typer.Option("--json", help="Print the facts as JSON.")] = False,
+) -> None:
+    """Show what the installed llama.cpp build can do (GPU offload, CPU features, threads)."""
+    from dataclasses import asdict
+
+    from llmcli.engine import build_info
+    from llmcli.environment import Environment
+
+    env = Environment.from_system()
+    facts = build_info()
+    if json_out:
+        env.write(json.dumps({"llmcli": __version__, **asdict(facts)}) + "\n")
+        return
+    lines = [
+        f"llmcli            {__version__}",
+        f"llama-cpp-python  {facts.llama_cpp_python}",
+        f"GPU offload       {'yes' if facts.gpu_offload else 'no (CPU only)'}",
+        f"mmap              {'yes' if facts.mmap else 'no'}",
+        f"threads           {facts.physical_cores} (physical cores available)",
+        f"system            {facts.system_info}",
+    ]
+    if not facts.gpu_offload:
+        lines += [
+            "",
+            "This llama.cpp build runs on the CPU only. To offload to a GPU, reinstall llama-cpp-python:",
+            '  NVIDIA (CUDA):  CMAKE_ARGS="-DGGML_CUDA=on" pip install --force-reinstall --no-cache-dir '
+            "llama-cpp-python",
+            '  Apple (Metal):  CMAKE_ARGS="-DGGML_METAL=on" pip install --force-reinstall --no-cache-dir '
+            "llama-cpp-python",
+        ]
+    env.write("\n".join(lines) + "\n")

@@ -1,0 +1,199 @@
+"""`llmcli models ...`: list, pull, show, path, rm, import."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from llmcli.cli.app import app
+
+models_app = typer.Typer(help="List, download, inspect and remove models.", no_args_is_help=True)
+app.add_typer(models_app, name="models")
+
+Ref = Annotated[
+    str,
+    typer.Argument(
+        help="Alias, alias:QUANT, owner/repo:QUANT, owner/repo/file.gguf or path.", show_default=False
+    ),
+]
+JsonOut = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+
+def _human(size: int) -> str:
+    return f"{size / 1e9:.2f} GB" if size >= 1e9 else f"{size / 1e6:.0f} MB"
+
+
+@models_app.command("list")
+def list_models(json_out: JsonOut = False) -> None:
+    """Show the curated registry and every downloaded model, with sizes on disk."""
+    from llmcli.environment import Environment
+    from llmcli.registry import load_registry
+    from llmcli.store import Store
+
+    env = Environment.from_system()
+    registry, store = load_registry(), Store()
+    downloaded = {(f.repo, f.filename): f for f in store.downloaded()}
+    rows: list[dict[str, Any]] = []
+    for entry in registry.entries.values():
+        files = (
+            [downloaded.pop((entry.repo, name), None) for name in entry.files.values()] if entry.repo else []
+        )
+        local = [f for f in files if f is not None]
+        rows.append(
+            {
+                "name": entry.alias,
+                "default": entry.default,
+                "params": entry.params,
+                "quant": entry.default_quant if entry.repo else "local",
+                "size": entry.sizes.get(entry.default_quant, ""),
+                "downloaded": bool(local) or entry.path is not None,
+                "on_disk": sum(f.size for f in local),
+                "description": entry.description,
+            }
+        )
+    for f in downloaded.values():
+        from llmcli.store import quant_of
+
+        rows.append(
+            {
+                "name": f"{f.repo}/{f.filename}",
+                "default": False,
+                "params": "",
+                "quant": quant_of(f.filename) or "",
+                "size": _human(f.size),
+                "downloaded": True,
+                "on_disk": f.size,
+                "description": "",
+            }
+        )
+    if json_out:
+        env.write(json.dumps(rows, ensure_ascii=False, indent=2) + "\n")
+        return
+    lines = [f"{'NAME':<22} {'PARAMS':>6} {'QUANT':<7} {'SIZE':>8}  {'DOWNLOADED':<10} DESCRIPTION"]
+    for r in rows:
+        name = r["name"] + (" *" if r["default"] else "")
+        have = _human(r["on_disk"]) if r["on_disk"] else ("yes" if r["downloaded"] else "-")
+        lines.append(
+            f"{name:<22} {r['params']:>6} {r['quant']:<7} {r['size']:>8}  {have:<10} {r['description']}"
+        )
+    lines.append("* default model. Use NAME or NAME:QUANT with -m; `llmcli models pull NAME` downloads.")
+    env.write("\n".join(lines) + "\n")
+
+
+@models_app.command()
+def pull(ref: Ref) -> None:
+    """Download a model into the Hugging Face cache (resumable, sha256-verified); print its path."""
+    from llmcli.environment import Environment
+    from llmcli.registry import load_registry
+    from llmcli.render import DownloadBar, note
+    from llmcli.store import Store
+
+    env = Environment.from_system()
+    store = Store()
+    parsed = load_registry().parse(ref)
+    if (path := store.locate(parsed)) is not None:
+        note(env, f"{ref} is already downloaded")
+    else:
+        path = store.pull(parsed, DownloadBar(env))
+    env.write(f"{path}\n")
+
+
+def _located(ref: str, offline: bool = True) -> Path:
+    from llmcli.registry import load_registry
+    from llmcli.store import Store
+
+    parsed = load_registry().parse(ref)
+    path = Store(offline=offline).locate(parsed)
+    if path is None:
+        from llmcli.errors import ModelNotFoundError
+
+        raise ModelNotFoundError(f"{ref} is not downloaded", hint=parsed.pull_hint)
+    return path
+
+
+@models_app.command()
+def show(ref: Ref, json_out: JsonOut = False) -> None:
+    """Show facts read from the GGUF file: architecture, parameters, quantization, context, template."""
+    from llmcli.environment import Environment
+    from llmcli.ggufinfo import read_gguf
+
+    env = Environment.from_system()
+    path = _located(ref)
+    info = read_gguf(path)
+    facts = {
+        "name": info.metadata.get("general.name", path.stem),
+        "architecture": info.architecture,
+        "parameters": info.n_params,
+        "quantization": info.quantization,
+        "context_length": info.context_length,
+        "chat_template": info.chat_template is not None,
+        "size": path.stat().st_size,
+        "path": str(path),
+    }
+    if json_out:
+        env.write(json.dumps(facts, ensure_ascii=False, indent=2) + "\n")
+        return
+    shown = {
+        **facts,
+        "parameters": f"{info.n_params / 1e9:.2f} B"
+        if info.n_params >= 1e8
+        else f"{info.n_params / 1e6:.2f} M",
+        "size": _human(facts["size"]),
+        "chat_template": "yes" if facts["chat_template"] else "no",
+    }
+    env.write("".join(f"{k.replace('_', ' '):<15} {v}\n" for k, v in shown.items()))
+
+
+@models_app.command()
+def path(ref: Ref) -> None:
+    """Print the path of a downloaded model's file."""
+    from llmcli.environment import Environment
+
+    Environment.from_system().write(f"{_located(ref)}\n")
+
+
+@models_app.command()
+def rm(
+    ref: Ref, yes: Annotated[bool, typer.Option("-y", "--yes", help="Do not ask for confirmation.")] = False
+) -> None:
+    """Delete a downloaded model from the cache (asks first on a terminal)."""
+    from llmcli.environment import Environment
+    from llmcli.errors import UsageError
+    from llmcli.registry import load_registry
+    from llmcli.render import note
+    from llmcli.store import Store
+
+    env = Environment.from_system()
+    parsed = load_registry().parse(ref)
+    if parsed.is_local:
+        raise UsageError(f"{ref} is a local file, not a downloaded model", hint="delete it yourself")
+    store = Store(offline=True)
+    target = store.locate(parsed)
+    if target is None:
+        raise UsageError(f"{ref} is not downloaded", hint="see `llmcli models list`")
+    if not yes:
+        if not env.stdin_isatty:
+            raise UsageError(f"refusing to delete {ref} without confirmation", hint="pass -y")
+        if not typer.confirm(f"Delete {target.name} ({_human(target.stat().st_size)})?", err=True):
+            raise typer.Exit(1)
+    _, freed = store.remove(parsed)
+    note(env, f"removed {ref}, freed {_human(freed)}")
+
+
+@models_app.command("import")
+def import_model(
+    file: Annotated[Path, typer.Argument(help="A local GGUF file.", show_default=False)],
+    alias: Annotated[str, typer.Option("--alias", help="Name to use with -m.", show_default=False)],
+) -> None:
+    """Register a local GGUF file under an alias in your models.toml."""
+    from llmcli.config import Paths
+    from llmcli.environment import Environment
+    from llmcli.registry import import_local
+    from llmcli.render import note
+
+    env = Environment.from_system()
+    target = import_local(file, alias, Paths.from_env())
+    note(env, f"registered {alias} -> {file.resolve()} in {target}")

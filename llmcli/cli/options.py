@@ -1,0 +1,150 @@
+"""Options shared by commands, and turning them into settings and sampling configs."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+# --- options shared by every command that runs a model ---------------------------------------
+
+Model = Annotated[
+    str | None,
+    typer.Option("-m", "--model", help="GGUF file to run. [env: LLMCLI_MODEL]", show_default=False),
+]
+Ctx = Annotated[
+    int | None,
+    typer.Option(
+        "--ctx", help="Context size in tokens.", show_default="the model's trained length, at most 8192"
+    ),
+]
+Threads = Annotated[int | None, typer.Option("--threads", help="CPU threads.", show_default="physical cores")]
+GpuLayers = Annotated[
+    str | None,
+    typer.Option(
+        "--gpu-layers",
+        "-ngl",
+        help="Layers to offload to the GPU: N, all or auto.",
+        show_default="auto: all when llama.cpp was built with GPU support, else none",
+    ),
+]
+Verbose = Annotated[bool, typer.Option("--verbose", help="Show llama.cpp's own log on stderr.")]
+
+# --- sampling options --------------------------------------------------------------------------
+
+Greedy = Annotated[
+    bool,
+    typer.Option("--greedy", help="Always pick the most likely token (argmax).", rich_help_panel="Sampling"),
+]
+Temperature = Annotated[
+    float | None,
+    typer.Option(
+        "-t",
+        "--temperature",
+        help="Softmax temperature; 0 is greedy.",
+        show_default="0.8",
+        rich_help_panel="Sampling",
+    ),
+]
+TopK = Annotated[
+    int | None,
+    typer.Option(
+        "--top-k",
+        help="Sample from the K most likely tokens (0: off).",
+        show_default=False,
+        rich_help_panel="Sampling",
+    ),
+]
+TopP = Annotated[
+    float | None,
+    typer.Option(
+        "--top-p",
+        help="Nucleus: sample from the smallest set of tokens with probability >= P.",
+        show_default=False,
+        rich_help_panel="Sampling",
+    ),
+]
+MinP = Annotated[
+    float | None,
+    typer.Option(
+        "--min-p",
+        help="Drop tokens less likely than P times the most likely one.",
+        show_default=False,
+        rich_help_panel="Sampling",
+    ),
+]
+RepeatPenalty = Annotated[
+    float | None,
+    typer.Option(
+        "--repeat-penalty",
+        help="Penalize tokens seen in the last 64 (1.0: off).",
+        show_default="1.0",
+        rich_help_panel="Sampling",
+    ),
+]
+Seed = Annotated[
+    int | None,
+    typer.Option(
+        "--seed",
+        help="Seed for reproducible sampling.",
+        show_default="fresh randomness every run",
+        rich_help_panel="Sampling",
+    ),
+]
+MaxTokens = Annotated[
+    int | None,
+    typer.Option(
+        "-n",
+        "--max-tokens",
+        help="Stop after N tokens.",
+        show_default="until the model ends or the context is full",
+        rich_help_panel="Sampling",
+    ),
+]
+Stop = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--stop", help="Stop before this text (repeatable).", show_default=False, rich_help_panel="Sampling"
+    ),
+]
+
+IgnoreEos = Annotated[
+    bool,
+    typer.Option(
+        "--ignore-eos",
+        help="Keep generating past end-of-generation tokens (for benchmarks).",
+        rich_help_panel="Sampling",
+    ),
+]
+
+SAMPLING_HELP = (
+    "Sampling: with none of --top-k/--top-p/--min-p given, top-p 0.95 and min-p 0.05 apply; "
+    "any of them given alone means exactly that method (plus temperature)."
+)
+
+
+Offline = Annotated[
+    bool,
+    typer.Option(
+        "--offline", help="Never touch the network; use downloaded models only. [env: HF_HUB_OFFLINE=1]"
+    ),
+]
+
+
+def settings(
+    model: str | None = None,
+    ctx: int | None = None,
+    threads: int | None = None,
+    gpu_layers: str | None = None,
+) -> Any:
+    """Settings from defaults, config file and environment, overridden by the given flags."""
+    from llmcli.config import load_settings
+
+    return load_settings().merged(model=model, ctx=ctx, threads=threads, gpu_layers=gpu_layers)
+
+
+def sampling(*, stop: list[str] | None, **options: Any) -> Any:
+    """A validated SamplingConfig from the sampling flags (None: not given)."""
+    from llmcli.sampling import SamplingConfig
+
+    return SamplingConfig.from_options(stop=stop or (), **options)
