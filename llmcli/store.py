@@ -367,16 +367,18 @@ class Store:
                 hint="free some space, or set HF_HUB_CACHE to a bigger disk",
             )
         progress.start(name, size, have)
+        digest = _hash_file(part) if have else hashlib.sha256()  # hashed as it arrives: no second pass
         try:
             for attempt in range(ATTEMPTS):
                 have = part.stat().st_size if part.exists() else 0
                 if have >= size:
                     break
                 try:
-                    self._get(url, part, have, name, size, progress)
+                    digest = self._get(url, part, have, digest, name, size, progress)
                 except urllib.error.HTTPError as exc:
                     if exc.code == 416:
                         part.unlink(missing_ok=True)
+                        digest = hashlib.sha256()
                     elif exc.code not in (429, 500, 502, 503, 504) or attempt == ATTEMPTS - 1:
                         raise NetworkError(f"download of {name} failed: HTTP {exc.code}") from None
                 except (
@@ -396,36 +398,45 @@ class Store:
                 time.sleep(min(2**attempt * 0.5, 8))
         finally:
             progress.finish()
-        self._verify(part, size, etag, name)
+        self._verify(part, size, etag, digest, name)
         os.replace(part, blob)
 
-    def _get(self, url: str, part: Path, have: int, name: str, size: int, progress: Progress) -> None:
+    def _get(
+        self, url: str, part: Path, have: int, digest: hashlib._Hash, name: str, size: int, progress: Progress
+    ) -> hashlib._Hash:
+        """Append the rest of the file to part (from `have`); return the running sha256."""
         headers = self._headers()
         if have:
             headers["Range"] = f"bytes={have}-"
         with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=30) as resp:
             resume = have and resp.status == 206
+            if have and not resume:  # the server ignored Range: start over
+                digest = hashlib.sha256()
+                progress.start(name, size, 0)
             with part.open("ab" if resume else "wb") as f:
-                if have and not resume:  # the server ignored Range: start over
-                    progress.start(name, size, 0)
                 while chunk := resp.read(CHUNK):
                     f.write(chunk)
+                    digest.update(chunk)
                     progress.advance(len(chunk))
+        return digest
 
     @staticmethod
-    def _verify(part: Path, size: int, etag: str, name: str) -> None:
+    def _verify(part: Path, size: int, etag: str, digest: hashlib._Hash, name: str) -> None:
         actual = part.stat().st_size
         problem = f"{actual:,} bytes instead of {size:,}" if actual != size else None
-        if problem is None and _SHA256.match(etag):
-            digest = hashlib.sha256()
-            with part.open("rb") as f:
-                while block := f.read(CHUNK * 8):
-                    digest.update(block)
-            if digest.hexdigest() != etag:
-                problem = f"sha256 {digest.hexdigest()[:12]}… does not match the hub's {etag[:12]}…"
+        if problem is None and _SHA256.match(etag) and digest.hexdigest() != etag:
+            problem = f"sha256 {digest.hexdigest()[:12]}… does not match the hub's {etag[:12]}…"
         if problem:
             part.unlink(missing_ok=True)
             raise NetworkError(
                 f"refusing {name}: the download is corrupt ({problem}); it was deleted",
                 hint="run the same command again",
             )
+
+
+def _hash_file(path: Path) -> hashlib._Hash:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while block := f.read(CHUNK * 8):
+            digest.update(block)
+    return digest
