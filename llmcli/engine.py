@@ -310,6 +310,7 @@ class LocalEngine:
             self._batch.seq_id[i][0] = 0
         self._piece_buf = ctypes.create_string_buffer(256)
         self._pieces: dict[int, bytes] = {}
+        self._special_pieces: dict[int, bytes] = {}
         self._kv: list[int] = []  # tokens whose K/V are in the cache for sequence 0, in order
         self._active: Generation | None = None  # one generation at a time owns the context
         self._eog: list[int] | None = None
@@ -361,23 +362,32 @@ class LocalEngine:
             n = self._lib.llama_tokenize(self._vocab, raw, len(raw), buf, n_max, add_special, parse_special)
         return list(buf[:n])
 
-    def token_bytes(self, token: int) -> bytes:
-        """The bytes one token stands for (control tokens render as nothing)."""
-        piece = self._pieces.get(token)
+    def token_bytes(self, token: int, special: bool = False) -> bytes:
+        """The bytes one token stands for; control tokens render as nothing unless special."""
+        cache = self._special_pieces if special else self._pieces
+        piece = cache.get(token)
         if piece is None:
-            n = self._lib.llama_token_to_piece(self._vocab, token, self._piece_buf, 256, 0, False)
+            n = self._lib.llama_token_to_piece(self._vocab, token, self._piece_buf, 256, 0, special)
             if n < 0:
                 big = ctypes.create_string_buffer(-n)
-                n = self._lib.llama_token_to_piece(self._vocab, token, big, -n, 0, False)
+                n = self._lib.llama_token_to_piece(self._vocab, token, big, -n, 0, special)
                 piece = big.raw[:n]
             else:
                 piece = self._piece_buf.raw[:n]
-            self._pieces[token] = piece
+            cache[token] = piece
         return piece
 
     def detokenize(self, tokens: Sequence[int]) -> str:
         """Text of tokens, concatenated piece by piece."""
         return b"".join(self.token_bytes(t) for t in tokens).decode("utf-8", errors="replace")
+
+    def special_text(self) -> tuple[str, str]:
+        """The text of the BOS and EOS tokens (for chat templates), "" where the model has none."""
+        bos, eos = self._lib.llama_vocab_bos(self._vocab), self._lib.llama_vocab_eos(self._vocab)
+        return tuple(  # type: ignore[return-value]
+            self.token_bytes(t, special=True).decode("utf-8", errors="replace") if t >= 0 else ""
+            for t in (bos, eos)
+        )
 
     def is_eog(self, token: int) -> bool:
         """True for end-of-generation tokens (EOS, EOT, ...)."""

@@ -93,3 +93,55 @@ class DownloadBar:
             self._bar.stop()
             self._bar = None
             note(self.env, f"downloaded {self._name}")
+
+
+class PlainScreen:
+    """The chat screen for pipes, NO_COLOR and --plain: answers as raw text on stdout, notes on stderr."""
+
+    def __init__(self, env: Environment) -> None:
+        self.env = env
+
+    def answer(self, pieces: Any) -> str:
+        parts = []
+        try:
+            for piece in pieces:
+                parts.append(piece)
+                self.env.write(piece)
+        finally:
+            if parts and not parts[-1].endswith("\n"):
+                self.env.write("\n")
+        return "".join(parts)
+
+    def info(self, text: str) -> None:
+        self.env.stderr.write(text + "\n")
+        self.env.stderr.flush()
+
+    def dim(self, text: str) -> None:
+        note(self.env, text)
+
+    def error(self, text: str) -> None:
+        note(self.env, f"error: {text}", error=True)
+
+
+class RichScreen(PlainScreen):
+    """The chat screen on a terminal: answers rendered as Markdown while they stream."""
+
+    def __init__(self, env: Environment) -> None:
+        super().__init__(env)
+        from rich.console import Console
+
+        self.console = Console(highlight=False)
+
+    def answer(self, pieces: Any) -> str:
+        from llmcli.mdstream import MarkdownStream
+
+        with MarkdownStream(self.console) as stream:
+            for piece in pieces:
+                stream.feed(piece)
+        return stream.close()
+
+
+def chat_screen(env: Environment, plain: bool) -> PlainScreen:
+    """Rich Markdown on a color terminal, raw text otherwise."""
+    rich_ok = env.stdout_isatty and not plain and not env.environ.get("NO_COLOR")
+    return RichScreen(env) if rich_ok else PlainScreen(env)

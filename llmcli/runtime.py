@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from dataclasses import dataclass
 
 from llmcli.config import Settings
 from llmcli.engine import EngineOptions, LocalEngine, parse_gpu_layers
 from llmcli.errors import UsageError
 from llmcli.registry import ModelRef, Registry, load_registry
 from llmcli.store import Progress, Store
+from llmcli.templates import ChatTemplate, pick_template
 
 
 def model_ref(settings: Settings, registry: Registry | None = None) -> ModelRef:
@@ -23,17 +24,31 @@ def model_ref(settings: Settings, registry: Registry | None = None) -> ModelRef:
     return registry.parse(text)
 
 
-def resolve_model_path(
-    settings: Settings, *, offline: bool = False, progress: Progress | None = None
-) -> Path:
-    """The GGUF file for the settings' model, downloading it first if needed."""
-    return Store(offline=offline).resolve(model_ref(settings), progress)
+@dataclass
+class LoadedModel:
+    """An engine with what the registry says about its model."""
+
+    engine: LocalEngine
+    ref: ModelRef
+
+    @property
+    def name(self) -> str:
+        return self.ref.text
+
+    def chat_template(self) -> ChatTemplate:
+        """The registry's override, else the GGUF's template, else ChatML."""
+        bos, eos = self.engine.special_text()
+        override = self.ref.entry.chat_template if self.ref.entry else None
+        return pick_template(self.engine.info.chat_template, override, bos_token=bos, eos_token=eos)
+
+    def stop_strings(self) -> tuple[str, ...]:
+        return self.ref.entry.stop if self.ref.entry else ()
 
 
-def open_engine(
+def load_model(
     settings: Settings, *, verbose: bool = False, offline: bool = False, progress: Progress | None = None
-) -> LocalEngine:
-    """Resolve (and if needed download) the model, then load it with the user's settings."""
+) -> LoadedModel:
+    """Resolve (downloading it first if needed) and load the settings' model."""
     options = EngineOptions(
         n_ctx=settings.ctx,
         n_threads=settings.threads,
@@ -41,4 +56,13 @@ def open_engine(
         verbose=verbose,
     )
     options.validate()
-    return LocalEngine(resolve_model_path(settings, offline=offline, progress=progress), options)
+    ref = model_ref(settings)
+    path = Store(offline=offline).resolve(ref, progress)
+    return LoadedModel(LocalEngine(path, options), ref)
+
+
+def open_engine(
+    settings: Settings, *, verbose: bool = False, offline: bool = False, progress: Progress | None = None
+) -> LocalEngine:
+    """The engine alone, for commands that need no chat template."""
+    return load_model(settings, verbose=verbose, offline=offline, progress=progress).engine

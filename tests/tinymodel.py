@@ -97,3 +97,37 @@ def chain(tokens: list[int], eos: int = 2) -> dict[int, dict[int, float]]:
     """A program that, after tokens[0], emits tokens[1:] then eos (greedy and sampled alike)."""
     steps = list(zip(tokens, [*tokens[1:], eos], strict=True))
     return {a: {b: 30.0} for a, b in steps}
+
+
+PLAIN_TEMPLATE = (
+    "{% for m in messages %}{{ m['role'] }}:{{ m['content'] }}\n{% endfor %}"
+    "{% if add_generation_prompt %}assistant:{% endif %}"
+)
+
+
+def write_chat_model(path: Path, template: str = PLAIN_TEMPLATE, source: Path = STORIES) -> Path:
+    """stories260K's real weights and tokenizer with a chat template added."""
+    reader = gguf.GGUFReader(source)
+    arch = reader.fields["general.architecture"].contents()
+    writer = gguf.GGUFWriter(str(path), arch)
+    for key, field in reader.fields.items():
+        if key.startswith("GGUF.") or key in ("general.architecture", "tokenizer.chat_template"):
+            continue
+        vtype = field.types[0]
+        if vtype == gguf.GGUFValueType.ARRAY:
+            writer.add_array(key, field.contents())
+        else:
+            writer.add_key_value(key, field.contents(), vtype)
+    writer.add_chat_template(template)
+    for tensor in reader.tensors:
+        writer.add_tensor(
+            tensor.name,
+            tensor.data,
+            raw_shape=tuple(int(d) for d in reversed(tensor.shape)),
+            raw_dtype=tensor.tensor_type,
+        )
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path

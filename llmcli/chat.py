@@ -1,0 +1,299 @@
+"""Conversations: messages, context fitting, exact KV reuse across turns, and sessions on disk.
+
+KV reuse: the engine keeps whatever prefix of a new prompt its cache already holds. For that to
+cover whole conversations, the tokens of earlier turns must be the very tokens that were
+evaluated (an answer re-tokenized from its text may split differently). So the chat keeps a
+ledger of checkpoints (text, exact tokens) and tokenizes only the text a new prompt adds after
+the longest checkpoint it extends. `/undo` and `/retry` fall back to an earlier checkpoint, and
+the engine rewinds its cache to match.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field, replace
+from os.path import commonpath
+from pathlib import Path
+from typing import Any
+
+from llmcli.engine import Completion, Engine, Generation
+from llmcli.errors import ContextOverflowError, UsageError
+from llmcli.fsutil import atomic_write_text
+from llmcli.sampling import SamplingConfig
+from llmcli.templates import ChatTemplate
+
+MAX_CHECKPOINTS = 64
+DEFAULT_ANSWER_RESERVE = 1024
+
+
+@dataclass
+class Turn:
+    """The outcome of one answer."""
+
+    completion: Completion
+    dropped: int  # exchanges dropped from the front so the prompt fits
+
+
+class Chat:
+    """A conversation bound to an engine and a chat template."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        template: ChatTemplate,
+        sampling: SamplingConfig,
+        *,
+        system: str | None = None,
+        messages: list[dict[str, str]] | None = None,
+    ) -> None:
+        self.engine = engine
+        self.template = template
+        self.sampling = sampling
+        self.system = system
+        self.messages: list[dict[str, str]] = list(messages or [])
+        self.first_kept = 0  # messages before this index no longer fit the context
+        self.last: Completion | None = None
+        self.turn: Turn | None = None
+        self._ledger: list[tuple[str, list[int]]] = []
+
+    # --- the conversation
+
+    def visible(self) -> list[dict[str, str]]:
+        """The messages the model sees: the system prompt, then what still fits."""
+        head = [{"role": "system", "content": self.system}] if self.system else []
+        return head + self.messages[self.first_kept :]
+
+    def clear(self) -> None:
+        """Start a new conversation (the system prompt stays)."""
+        self.messages.clear()
+        self.first_kept = 0
+        self.last = None
+
+    def undo(self) -> bool:
+        """Drop the last exchange; False when there is none."""
+        if not self.messages:
+            return False
+        if self.messages[-1]["role"] == "assistant":
+            self.messages.pop()
+        if self.messages and self.messages[-1]["role"] == "user":
+            self.messages.pop()
+        self.first_kept = min(self.first_kept, len(self.messages))
+        return True
+
+    def set_engine(self, engine: Engine, template: ChatTemplate) -> None:
+        """Switch models, keeping the conversation (its tokens must be computed anew)."""
+        self.engine, self.template = engine, template
+        self._ledger.clear()
+        self.first_kept = 0
+
+    # --- tokens and context
+
+    def _tokenize(self, text: str) -> list[int]:
+        bos = self.template.bos_token
+        starts_with_bos = bool(bos) and text.startswith(bos)
+        return self.engine.tokenize(text, add_special=not starts_with_bos, parse_special=True)
+
+    def _boundaries(self, tokens: list[int], text: bytes) -> dict[int, int]:
+        """Byte offset in text where each token ends -> number of tokens up to there (while they match)."""
+        ends: dict[int, int] = {}
+        pos = 0
+        after_special = True
+        for i, token in enumerate(tokens):
+            piece = self.engine.token_bytes(token, special=True)
+            if text.startswith(piece, pos):
+                pos += len(piece)
+            elif after_special and piece.startswith(b" ") and text.startswith(piece[1:], pos):
+                pos += len(piece) - 1  # the space SentencePiece puts before text that follows a special token
+            elif i == 0:
+                pass  # a BOS the tokenizer added that the text does not spell out
+            else:
+                break
+            after_special = not self.engine.token_bytes(token)  # control tokens render as nothing
+            ends[pos] = i + 1
+        return ends
+
+    def encode(self, text: str) -> list[int]:
+        """Tokens for a rendered prompt: the exact tokens of an earlier turn where they still apply."""
+        full = self._tokenize(text)
+        raw = text.encode("utf-8")
+        new_ends: dict[int, int] | None = None
+        for known_text, known_tokens in reversed(self._ledger):
+            known_raw = known_text.encode("utf-8")
+            common = len(commonpath([raw, known_raw]))
+            if common == 0:
+                continue
+            new_ends = new_ends if new_ends is not None else self._boundaries(full, raw)
+            old_ends = self._boundaries(known_tokens, known_raw)
+            shared = [b for b in new_ends if b in old_ends and b <= common]
+            if shared:
+                cut = max(shared)
+                return known_tokens[: old_ends[cut]] + full[new_ends[cut] :]
+        return full
+
+    def _remember(self, text: str, tokens: list[int]) -> None:
+        self._ledger = [*[c for c in self._ledger if c[0] != text][-(MAX_CHECKPOINTS - 1) :], (text, tokens)]
+
+    def used_tokens(self) -> int:
+        """Tokens the visible conversation takes (without the next answer's opener)."""
+        if not self.visible():
+            return 0
+        return len(self.encode(self.template.render(self.visible(), add_generation_prompt=False)))
+
+    def reserve(self) -> int:
+        """Room kept free for the answer."""
+        return min(self.sampling.max_tokens or DEFAULT_ANSWER_RESERVE, self.engine.n_ctx // 4)
+
+    def _fit(self) -> tuple[str, list[int], int]:
+        """Render the prompt, dropping the oldest exchanges until it fits with room to answer."""
+        dropped = 0
+        while True:
+            text = self.template.render(self.visible(), add_generation_prompt=True)
+            tokens = self.encode(text)
+            if len(tokens) + self.reserve() <= self.engine.n_ctx:
+                return text, tokens, dropped
+            if len(self.messages) - self.first_kept <= 1:
+                raise ContextOverflowError(
+                    f"this message needs {len(tokens):,} tokens (plus {self.reserve():,} for the answer) but "
+                    f"the context holds {self.engine.n_ctx:,}",
+                    hint="shorten it, raise --ctx, or shorten the system prompt",
+                )
+            self.first_kept += 2 if self.messages[self.first_kept]["role"] == "user" else 1
+            dropped += 1
+
+    # --- answering
+
+    def ask(self, text: str) -> Iterator[str]:
+        """Add a user message and stream the answer; then read `turn`. Ctrl-C keeps the partial answer."""
+        self.messages.append({"role": "user", "content": text})
+        return self._answer()
+
+    def retry(self) -> Iterator[str]:
+        """Answer the last user message again."""
+        if not self.messages:
+            raise UsageError("nothing to retry yet")
+        if self.messages[-1]["role"] == "assistant":
+            self.messages.pop()
+        return self._answer()
+
+    def _answer(self) -> Iterator[str]:
+        try:
+            text, tokens, dropped = self._fit()
+        except ContextOverflowError:
+            self.messages.pop()
+            raise
+        self._remember(text, tokens)
+        generation: Generation = self.engine.generate(tokens, self.sampling)
+        try:
+            yield from generation
+        finally:
+            generation.close()
+            completion = generation.completion()
+            self.messages.append({"role": "assistant", "content": completion.text})
+            if self.engine.detokenize(completion.tokens) == completion.text:
+                # The answer's exact tokens now sit in the cache after the prompt.
+                self._remember(text + completion.text, tokens + completion.tokens)
+            self.last = completion
+            self.turn = Turn(completion, dropped)
+
+
+# --- sessions on disk ----------------------------------------------------------------------------
+
+_NAME = re.compile(r"^[\w.+-]{1,100}$")
+
+
+@dataclass
+class SessionRecord:
+    """A saved conversation."""
+
+    name: str
+    model: str = ""
+    system: str | None = None
+    messages: list[dict[str, str]] = field(default_factory=list)
+    created: float = field(default_factory=time.time)
+    updated: float = field(default_factory=time.time)
+
+
+class SessionStore:
+    """Conversations as JSON files in the data folder, each written atomically after every turn."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def path(self, name: str) -> Path:
+        if not _NAME.match(name):
+            raise UsageError(f"bad session name {name!r}", hint="use letters, digits, '.', '_', '+' or '-'")
+        return self.folder / f"{name}.json"
+
+    def save(self, record: SessionRecord) -> None:
+        record.updated = time.time()
+        atomic_write_text(self.path(record.name), json.dumps(asdict(record), ensure_ascii=False, indent=1))
+
+    def exists(self, name: str) -> bool:
+        return self.path(name).is_file()
+
+    def load(self, name: str) -> SessionRecord:
+        path = self.path(name)
+        if not path.is_file():
+            raise UsageError(f"no session named {name!r}", hint="see `llmcli sessions list`")
+        try:
+            data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+            record = SessionRecord(**data)
+        except (ValueError, TypeError) as exc:
+            raise UsageError(f"session file {path} is damaged: {exc}") from None
+        return record
+
+    def list(self) -> list[SessionRecord]:
+        records = []
+        for path in sorted(self.folder.glob("*.json")):
+            try:
+                records.append(self.load(path.stem))
+            except UsageError:
+                continue
+        return sorted(records, key=lambda r: r.updated, reverse=True)
+
+    def remove(self, name: str) -> None:
+        path = self.path(name)
+        if not path.is_file():
+            raise UsageError(f"no session named {name!r}", hint="see `llmcli sessions list`")
+        path.unlink()
+
+    @staticmethod
+    def new_name() -> str:
+        return time.strftime("%Y-%m-%d-%H%M%S")
+
+
+def to_markdown(record: SessionRecord) -> str:
+    """A readable transcript."""
+    lines = [f"# {record.name}", "", f"*model: {record.model}*", ""]
+    if record.system:
+        lines += ["**System:**", "", record.system, ""]
+    for message in record.messages:
+        lines += [f"**{message['role'].capitalize()}:**", "", message["content"], ""]
+    return "\n".join(lines)
+
+
+def with_sampling(config: SamplingConfig, name: str, value: str) -> SamplingConfig:
+    """config with one setting changed from `/set NAME VALUE` (validated)."""
+    fields = {
+        "temperature": float,
+        "top-k": int,
+        "top-p": float,
+        "min-p": float,
+        "max-tokens": int,
+        "seed": int,
+        "repeat-penalty": float,
+    }
+    if name == "greedy":
+        return replace(config, temperature=0.0)
+    if name not in fields:
+        raise UsageError(f"unknown setting {name!r}", hint=f"one of: greedy, {', '.join(fields)}")
+    try:
+        parsed = fields[name](value)
+    except ValueError:
+        raise UsageError(f"{name} needs a {fields[name].__name__}, got {value!r}") from None
+    updated = replace(config, **{name.replace("-", "_"): parsed})
+    updated.validate()
+    return updated

@@ -1,0 +1,220 @@
+"""`chat` and `llmcli sessions ...`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from llmcli.cli.app import app
+from llmcli.cli.options import (
+    SAMPLING_HELP,
+    Ctx,
+    GpuLayers,
+    Greedy,
+    MaxTokens,
+    MinP,
+    Model,
+    Offline,
+    RepeatPenalty,
+    Seed,
+    Stop,
+    Temperature,
+    Threads,
+    TopK,
+    TopP,
+    Verbose,
+)
+from llmcli.cli.options import sampling as make_sampling
+from llmcli.cli.options import settings as make_settings
+
+sessions_app = typer.Typer(help="List, show, export and remove saved chat sessions.", no_args_is_help=True)
+app.add_typer(sessions_app, name="sessions")
+
+SessionName = Annotated[str, typer.Argument(help="Session name.", show_default=False)]
+
+
+@app.command(epilog=SAMPLING_HELP)
+def chat(
+    model: Model = None,
+    system: Annotated[str | None, typer.Option("--system", help="System prompt.", show_default=False)] = None,
+    system_file: Annotated[
+        Path | None,
+        typer.Option("--system-file", help="Read the system prompt from a file.", show_default=False),
+    ] = None,
+    session: Annotated[
+        str | None, typer.Option("--session", help="Resume (or start) the session NAME.", show_default=False)
+    ] = None,
+    ctx: Ctx = None,
+    threads: Threads = None,
+    gpu_layers: GpuLayers = None,
+    greedy: Greedy = False,
+    temperature: Temperature = None,
+    top_k: TopK = None,
+    top_p: TopP = None,
+    min_p: MinP = None,
+    repeat_penalty: RepeatPenalty = None,
+    seed: Seed = None,
+    max_tokens: MaxTokens = None,
+    stop: Stop = None,
+    stats: Annotated[
+        bool, typer.Option("--stats/--no-stats", help="A dim footer with tokens and speed.")
+    ] = True,
+    plain: Annotated[bool, typer.Option("--plain", help="Raw text instead of rendered Markdown.")] = False,
+    offline: Offline = False,
+    verbose: Verbose = False,
+) -> None:
+    """Chat with a model in the terminal; /help lists the commands.
+
+    Every conversation is saved after each turn (see `llmcli sessions`). With stdin not a
+    terminal, all of stdin is one message: the answer goes to stdout and chat exits.
+    """
+    from dataclasses import replace
+
+    from llmcli.chat import Chat, SessionRecord, SessionStore
+    from llmcli.config import Paths
+    from llmcli.environment import Environment
+    from llmcli.errors import UsageError
+    from llmcli.render import DownloadBar, PlainScreen, chat_screen
+    from llmcli.repl import Repl
+    from llmcli.runtime import load_model
+
+    env = Environment.from_system()
+    config = make_sampling(
+        greedy=greedy,
+        temperature=temperature,
+        top_k=top_k,
+        top_p=top_p,
+        min_p=min_p,
+        repeat_penalty=repeat_penalty,
+        seed=seed,
+        max_tokens=max_tokens,
+        stop=stop,
+    )
+    settings = make_settings(model, ctx, threads, gpu_layers)
+    if system is not None and system_file is not None:
+        raise UsageError("give --system or --system-file, not both")
+    if system_file is not None:
+        try:
+            system = system_file.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UsageError(f"cannot read the system prompt file {system_file}: {exc}") from None
+    piped = None if env.stdin_isatty else env.read_stdin()
+    if piped is not None and not piped.strip():
+        raise UsageError(
+            "stdin is empty: nothing to say", hint="pipe a message in, or run chat in a terminal"
+        )
+
+    paths = Paths.from_env(env.environ)
+    store = SessionStore(paths.data_dir / "sessions")
+    record = (
+        store.load(session)
+        if session and store.exists(session)
+        else SessionRecord(session or SessionStore.new_name())
+    )
+    if system is not None:
+        record.system = system or None
+
+    loaded = load_model(settings, verbose=verbose, offline=offline, progress=DownloadBar(env))
+    record.model = loaded.name
+    sampling = replace(config, stop=config.stop + loaded.stop_strings())
+    conversation = Chat(
+        loaded.engine, loaded.chat_template(), sampling, system=record.system, messages=record.messages
+    )
+    try:
+        if piped is not None:
+            PlainScreen(env).answer(conversation.ask(piped.strip()))
+            if session:
+                record.messages = conversation.messages
+                store.save(record)
+            return
+
+        def load_other(ref: str) -> tuple[object, object, str]:
+            other = load_model(
+                settings.merged(model=ref), verbose=verbose, offline=offline, progress=DownloadBar(env)
+            )
+            return other.engine, other.chat_template(), other.name
+
+        history = None if env.environ.get("LLMCLI_NO_HISTORY") else paths.data_dir / "history"
+        screen = chat_screen(env, plain)
+        screen.dim(f"{loaded.name} · session {record.name} · /help for commands, Ctrl-D to leave")
+        Repl(
+            conversation, screen, store, record, load_model=load_other, history=history, show_stats=stats
+        ).run()
+    finally:
+        conversation.engine.close()
+
+
+@sessions_app.command("list")
+def sessions_list(json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """Saved sessions, newest first."""
+    import time
+
+    from llmcli.chat import SessionStore
+    from llmcli.config import Paths
+    from llmcli.environment import Environment
+
+    env = Environment.from_system()
+    records = SessionStore(Paths.from_env().data_dir / "sessions").list()
+    if json_out:
+        env.write(
+            json.dumps(
+                [
+                    {"name": r.name, "model": r.model, "messages": len(r.messages), "updated": r.updated}
+                    for r in records
+                ],
+                ensure_ascii=False,
+            )
+            + "\n"
+        )
+        return
+    for r in records:
+        first = next((m["content"] for m in r.messages if m["role"] == "user"), "")
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(r.updated))
+        env.write(f"{r.name:<24} {when}  {len(r.messages):>3} msgs  {first[:50].replace(chr(10), ' ')}\n")
+
+
+@sessions_app.command("show")
+def sessions_show(name: SessionName) -> None:
+    """Print a session as a Markdown transcript."""
+    from llmcli.chat import SessionStore, to_markdown
+    from llmcli.config import Paths
+    from llmcli.environment import Environment
+
+    Environment.from_system().write(
+        to_markdown(SessionStore(Paths.from_env().data_dir / "sessions").load(name))
+    )
+
+
+@sessions_app.command("export")
+def sessions_export(
+    name: SessionName,
+    format: Annotated[str, typer.Option("--format", help="md or json.")] = "md",
+) -> None:
+    """Print a session as Markdown or JSON (redirect to a file to keep it)."""
+    from dataclasses import asdict
+
+    from llmcli.chat import SessionStore, to_markdown
+    from llmcli.config import Paths
+    from llmcli.environment import Environment
+    from llmcli.errors import UsageError
+
+    if format not in ("md", "json"):
+        raise UsageError(f"--format must be md or json, got {format!r}")
+    record = SessionStore(Paths.from_env().data_dir / "sessions").load(name)
+    text = to_markdown(record) if format == "md" else json.dumps(asdict(record), ensure_ascii=False, indent=2)
+    Environment.from_system().write(text + "\n")
+
+
+@sessions_app.command("rm")
+def sessions_rm(name: SessionName) -> None:
+    """Delete a saved session."""
+    from llmcli.chat import SessionStore
+    from llmcli.config import Paths
+    from llmcli.environment import Environment
+    from llmcli.render import note
+
+    SessionStore(Paths.from_env().data_dir / "sessions").remove(name)
+    note(Environment.from_system(), f"removed session {name}")

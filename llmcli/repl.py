@@ -1,0 +1,263 @@
+"""The interactive chat loop: prompt-toolkit input, slash commands, streamed answers, autosave."""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from llmcli.chat import Chat, SessionRecord, SessionStore, to_markdown, with_sampling
+from llmcli.errors import LlmcliError, UsageError
+from llmcli.fsutil import atomic_write_text
+from llmcli.render import stats_line
+from llmcli.templates import ChatTemplate
+
+
+class Screen(Protocol):
+    """Where the REPL shows things (a rich terminal, or plain text for tests and pipes)."""
+
+    def answer(self, pieces: Any) -> str: ...  # stream an answer; return what was shown
+
+    def info(self, text: str) -> None: ...  # a normal line for the user
+
+    def dim(self, text: str) -> None: ...  # a quiet line (footers, notes)
+
+    def error(self, text: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class SlashCommand:
+    """One slash command: drives /help and tab completion."""
+
+    name: str
+    usage: str
+    help: str
+
+
+COMMANDS = [
+    SlashCommand("/help", "/help", "show this help"),
+    SlashCommand("/exit", "/exit", "leave (Ctrl-D does too)"),
+    SlashCommand("/clear", "/clear", "start a new conversation"),
+    SlashCommand("/system", "/system TEXT", "set the system prompt"),
+    SlashCommand(
+        "/set",
+        "/set NAME VALUE | /set greedy",
+        "change sampling: temperature, top-k, top-p, min-p, max-tokens, seed, repeat-penalty",
+    ),
+    SlashCommand("/show", "/show", "model, sampling and context use"),
+    SlashCommand("/undo", "/undo", "drop the last exchange"),
+    SlashCommand("/retry", "/retry", "answer the last message again"),
+    SlashCommand("/save", "/save [NAME]", "save the session (under a new name)"),
+    SlashCommand("/load", "/load NAME", "load a saved session"),
+    SlashCommand("/export", "/export FILE.md", "write the conversation as Markdown"),
+    SlashCommand("/model", "/model REF", "switch model, keep the conversation"),
+    SlashCommand("/stats", "/stats", "tokens and speed of the last answer"),
+    SlashCommand("/context", "/context", "tokens used and left"),
+]
+
+ModelLoader = Callable[[str], tuple[Any, ChatTemplate, str]]  # ref -> (engine, template, model name)
+
+
+class Repl:
+    """Reads messages and commands until /exit or Ctrl-D; saves the session after every turn."""
+
+    def __init__(
+        self,
+        chat: Chat,
+        screen: Screen,
+        store: SessionStore,
+        record: SessionRecord,
+        *,
+        load_model: ModelLoader,
+        history: Path | None = None,
+        show_stats: bool = True,
+        input: Any = None,
+        output: Any = None,
+    ) -> None:
+        self.chat, self.screen, self.store, self.record = chat, screen, store, record
+        self.load_model = load_model
+        self.show_stats = show_stats
+        self._session = self._prompt_session(history, input, output)
+
+    def _prompt_session(self, history: Path | None, input: Any, output: Any) -> Any:
+        from prompt_toolkit import PromptSession
+        from prompt_toolkit.completion import WordCompleter
+        from prompt_toolkit.history import FileHistory, InMemoryHistory
+        from prompt_toolkit.key_binding import KeyBindings
+
+        keys = KeyBindings()
+
+        @keys.add("escape", "enter")
+        @keys.add("c-j")
+        def _newline(event: Any) -> None:
+            event.current_buffer.insert_text("\n")
+
+        if history is not None:
+            history.parent.mkdir(parents=True, exist_ok=True)
+        return PromptSession(
+            history=FileHistory(str(history)) if history else InMemoryHistory(),
+            completer=WordCompleter([c.name for c in COMMANDS], sentence=True),
+            key_bindings=keys,
+            input=input,
+            output=output,
+        )
+
+    def _read(self) -> str:
+        text: str = self._session.prompt(">>> ")
+        if text.strip().startswith('"""'):  # a multi-line block, closed by a line ending in """
+            lines = [text.strip()[3:]]
+            while not (lines[-1].rstrip().endswith('"""') and (len(lines) > 1 or lines[0].strip())):
+                lines.append(self._session.prompt("... "))
+            text = "\n".join(lines).rstrip()[:-3]
+        return text.strip()
+
+    def run(self) -> None:
+        """The loop. Ctrl-C at the prompt clears the line; Ctrl-D leaves."""
+        while True:
+            try:
+                text = self._read()
+            except KeyboardInterrupt:
+                continue
+            except EOFError:
+                return
+            if not text:
+                continue
+            try:
+                if text.startswith("/"):
+                    if self._command(text) == "exit":
+                        return
+                else:
+                    self._stream(self.chat.ask(text))
+            except LlmcliError as exc:
+                self.screen.error(exc.message + (f" ({exc.hint})" if exc.hint else ""))
+
+    def _stream(self, pieces: Any) -> None:
+        try:
+            self.screen.answer(pieces)
+        except KeyboardInterrupt:
+            self.screen.dim("(stopped)")
+        finally:
+            pieces.close()
+        turn = self.chat.turn
+        if turn is None:
+            return
+        if turn.dropped:
+            self.screen.dim(
+                f"(dropped the {turn.dropped} oldest exchange{'s' if turn.dropped > 1 else ''} "
+                "to fit the context)"
+            )
+        if self.show_stats:
+            stats = turn.completion.stats
+            self.screen.dim(f"{stats.generated_tokens} tokens · {stats.decode_tps:.1f} t/s")
+        self.save()
+
+    def save(self) -> None:
+        """Write the session file (atomically)."""
+        self.record.system = self.chat.system
+        self.record.messages = list(self.chat.messages)
+        self.store.save(self.record)
+
+    # --- slash commands
+
+    def _command(self, line: str) -> str | None:
+        name, _, arg = line.partition(" ")
+        arg = arg.strip()
+        handler = getattr(self, "_cmd_" + name[1:].replace("-", "_"), None)
+        if handler is None or name not in {c.name for c in COMMANDS}:
+            raise UsageError(f"unknown command {name}", hint="see /help")
+        result: str | None = handler(arg)
+        return result
+
+    def _cmd_help(self, _arg: str) -> None:
+        width = max(len(c.usage) for c in COMMANDS)
+        lines = [f"{c.usage:<{width}}  {c.help}" for c in COMMANDS]
+        lines.append(
+            'Enter sends; Alt-Enter or Ctrl-J adds a line; a """ block spans lines; Ctrl-C stops an '
+            "answer; Ctrl-D leaves."
+        )
+        self.screen.info("\n".join(lines))
+
+    def _cmd_exit(self, _arg: str) -> str:
+        return "exit"
+
+    def _cmd_clear(self, _arg: str) -> None:
+        self.chat.clear()
+        self.record = SessionRecord(SessionStore.new_name(), model=self.record.model, system=self.chat.system)
+        self.screen.dim(f"new conversation ({self.record.name})")
+
+    def _cmd_system(self, arg: str) -> None:
+        self.chat.system = arg or None
+        self.screen.dim("system prompt set" if arg else "system prompt cleared")
+        self.save()
+
+    def _cmd_set(self, arg: str) -> None:
+        parts = arg.split(maxsplit=1)
+        if not parts:
+            raise UsageError("usage: /set NAME VALUE or /set greedy")
+        self.chat.sampling = with_sampling(self.chat.sampling, parts[0], parts[1] if len(parts) > 1 else "")
+        self.screen.dim(f"sampling: {self.chat.sampling.describe()}")
+
+    def _cmd_show(self, _arg: str) -> None:
+        used, total = self.chat.used_tokens(), self.chat.engine.n_ctx
+        self.screen.info(
+            f"model     {self.record.model}\nsampling  {self.chat.sampling.describe()}\n"
+            f"template  {self.chat.template.origin}\ncontext   {used:,} / {total:,} tokens\n"
+            f"session   {self.record.name}"
+        )
+
+    def _cmd_context(self, _arg: str) -> None:
+        used, total = self.chat.used_tokens(), self.chat.engine.n_ctx
+        dropped = self.chat.first_kept
+        note = f" ({dropped} oldest messages no longer fit)" if dropped else ""
+        self.screen.info(f"{used:,} tokens used, {total - used:,} left of {total:,}{note}")
+
+    def _cmd_stats(self, _arg: str) -> None:
+        if self.chat.last is None:
+            raise UsageError("no answer yet")
+        self.screen.info(stats_line(self.chat.last.stats))
+
+    def _cmd_undo(self, _arg: str) -> None:
+        if not self.chat.undo():
+            raise UsageError("nothing to undo")
+        self.screen.dim("dropped the last exchange")
+        self.save()
+
+    def _cmd_retry(self, _arg: str) -> None:
+        self._stream(self.chat.retry())
+
+    def _cmd_save(self, arg: str) -> None:
+        if arg:
+            self.store.path(arg)  # validates the name
+            self.record.name = arg
+        self.save()
+        self.screen.dim(f"saved as {self.record.name}")
+
+    def _cmd_load(self, arg: str) -> None:
+        if not arg:
+            raise UsageError("usage: /load NAME")
+        record = self.store.load(arg)
+        self.record = record
+        self.chat.clear()
+        self.chat.system = record.system
+        self.chat.messages = list(record.messages)
+        self.screen.dim(f"loaded {record.name} ({len(record.messages)} messages)")
+
+    def _cmd_export(self, arg: str) -> None:
+        if not arg:
+            raise UsageError("usage: /export FILE.md")
+        self.save()
+        path = Path(shlex.split(arg)[0]).expanduser()
+        atomic_write_text(path, to_markdown(self.record))
+        self.screen.dim(f"wrote {path}")
+
+    def _cmd_model(self, arg: str) -> None:
+        if not arg:
+            raise UsageError("usage: /model REF")
+        engine, template, name = self.load_model(arg)
+        old = self.chat.engine
+        self.chat.set_engine(engine, template)
+        old.close()
+        self.record.model = name
+        self.screen.dim(f"switched to {name}")

@@ -1,0 +1,219 @@
+"""Chat templates: real templates from popular models, the fallbacks, and the sandbox."""
+
+from __future__ import annotations
+
+import struct
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from llmcli.templates import CHATML, ChatTemplate, TemplateError, pick_template
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+TEMPLATES = SHARED / "templates"
+PHI3_GGUF = SHARED / "models" / "vocab" / "ggml-vocab-phi-3.gguf"
+
+CONVERSATION = [
+    {"role": "system", "content": "You are a terse pirate."},
+    {"role": "user", "content": "Where is the treasure?"},
+    {"role": "assistant", "content": "Under the palm tree."},
+    {"role": "user", "content": "Which palm tree?"},
+]
+
+
+def gguf_chat_template(path: Path) -> str:
+    """`tokenizer.chat_template` from a GGUF header (gguf.GGUFReader takes a second on a vocab file)."""
+    data = path.read_bytes()
+    pos = 24
+
+    def take(fmt: str) -> int:
+        nonlocal pos
+        (value,) = struct.unpack_from("<" + fmt, data, pos)
+        pos += struct.calcsize(fmt)
+        return value
+
+    def string() -> str:
+        nonlocal pos
+        n = take("Q")
+        pos += n
+        return data[pos - n : pos].decode()
+
+    scalar = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q", 11: "q", 12: "d"}
+
+    def skip(vtype: int) -> None:
+        nonlocal pos
+        if vtype == 8:
+            string()
+        elif vtype == 9:
+            etype, count = take("I"), take("Q")
+            if etype in scalar:
+                pos += count * struct.calcsize(scalar[etype])
+            else:
+                for _ in range(count):
+                    skip(etype)
+        else:
+            take(scalar[vtype])
+
+    assert data[:4] == b"GGUF"
+    (n_kv,) = struct.unpack_from("<Q", data, 16)
+    for _ in range(n_kv):
+        key, vtype = string(), take("I")
+        if key == "tokenizer.chat_template":
+            return string()
+        skip(vtype)
+    raise AssertionError(f"{path} has no chat template")
+
+
+# name -> (what the prompt must end with, whether the system prompt is folded into the first user turn)
+REAL = {
+    "HuggingFaceTB-SmolLM3-3B": ("<|im_start|>assistant\n", False),
+    "Qwen-Qwen2.5-7B-Instruct": ("<|im_start|>assistant\n", False),
+    "google-gemma-2-2b-it": ("<start_of_turn>model\n", True),
+    "meta-llama-Llama-3.2-3B-Instruct": ("<|start_header_id|>assistant<|end_header_id|>\n\n", False),
+    "microsoft-Phi-3.5-mini-instruct": ("<|assistant|>\n", False),
+    "mistralai-Mistral-Nemo-Instruct-2407": ("[/INST]", False),  # no assistant header: the model just answers
+    "phi-3.gguf": ("<|assistant|>\n", True),  # the GGUF's template silently drops system messages
+}
+
+
+def real_template(name: str) -> str:
+    path = PHI3_GGUF if name == "phi-3.gguf" else TEMPLATES / f"{name}.jinja"
+    if not path.is_file():
+        pytest.skip(f"shared template missing: {path}")
+    return gguf_chat_template(path) if path.suffix == ".gguf" else path.read_text()
+
+
+def test_every_shared_template_is_covered() -> None:
+    if not TEMPLATES.is_dir():
+        pytest.skip("no shared templates")
+    assert {p.stem for p in TEMPLATES.glob("*.jinja")} <= REAL.keys()
+
+
+@pytest.mark.parametrize("name", REAL)
+def test_real_template(name: str) -> None:
+    opener, folded = REAL[name]
+    template = ChatTemplate(real_template(name), bos_token="<s>", eos_token="</s>")
+    text = template.render(CONVERSATION)
+
+    assert text.endswith(opener)
+    assert text == template.render(CONVERSATION)  # deterministic (dates change only at midnight)
+    positions = [text.index(m["content"]) for m in CONVERSATION[1:]]
+    assert positions == sorted(positions)
+    system = text.index("You are a terse pirate.")
+    if folded:
+        assert text.count("You are a terse pirate.") == 1
+        assert system < positions[0] and "You are a terse pirate.\n\nWhere is the treasure?" in text
+    if "bos_token" in template.source:
+        assert text.startswith("<s>")
+    assert not text.endswith(opener + opener)
+
+    # without the generation prompt the conversation is still all there
+    closed = template.render(CONVERSATION, add_generation_prompt=False)
+    assert "Which palm tree?" in closed
+
+
+def test_llama_inserts_todays_date() -> None:
+    before = datetime.now().strftime("%d %b %Y")
+    text = ChatTemplate(real_template("meta-llama-Llama-3.2-3B-Instruct")).render(CONVERSATION)
+    after = datetime.now().strftime("%d %b %Y")
+    assert f"Today Date: {before}\n" in text or f"Today Date: {after}\n" in text
+    assert "26 Jul 2024" not in text  # the template's fallback when strftime_now is missing
+
+
+def test_smollm3_system_switches_reasoning_off() -> None:
+    messages = [{"role": "system", "content": "Be brief. /no_think"}, {"role": "user", "content": "Hi"}]
+    text = ChatTemplate(real_template("HuggingFaceTB-SmolLM3-3B")).render(messages)
+    assert "Reasoning Mode: /no_think" in text and "Be brief." in text
+    assert text.endswith("<|im_start|>assistant\n<think>\n\n</think>\n")
+
+
+def test_gemma_without_system_and_system_only() -> None:
+    gemma = ChatTemplate(real_template("google-gemma-2-2b-it"))
+    assert gemma.render([{"role": "user", "content": "Hi"}]) == (
+        "<start_of_turn>user\nHi<end_of_turn>\n<start_of_turn>model\n"
+    )
+    assert gemma.render([{"role": "system", "content": "Rules."}]) == (
+        "<start_of_turn>user\nRules.<end_of_turn>\n<start_of_turn>model\n"
+    )
+
+
+def test_chatml_fallback() -> None:
+    for missing in (None, "", "  \n"):
+        template = pick_template(missing, bos_token="<s>")
+        assert template.origin == "chatml" and template.source == CHATML and template.bos_token == "<s>"
+    assert pick_template(None).render(CONVERSATION[:2]) == (
+        "<|im_start|>system\nYou are a terse pirate.<|im_end|>\n"
+        "<|im_start|>user\nWhere is the treasure?<|im_end|>\n<|im_start|>assistant\n"
+    )
+
+
+def test_override_wins_then_gguf() -> None:
+    picked = pick_template("{{ 'gguf' }}", "{{ 'override' }}", eos_token="</s>")
+    assert (picked.origin, picked.render([]), picked.eos_token) == ("registry", "override", "</s>")
+    picked = pick_template("{{ 'gguf' }}", None)
+    assert (picked.origin, picked.render([])) == ("gguf", "gguf")
+
+
+def test_loop_controls_and_generation_tag() -> None:
+    source = (
+        "{% for m in messages %}{% if m.role == 'user' and loop.first %}{% continue %}{% endif %}"
+        "{% if m.role == 'user' %}{% break %}{% endif %}"
+        "{% generation %}{{ m.content }};{% endgeneration %}{% endfor %}"
+    )
+    assert ChatTemplate(source).render(CONVERSATION[1:]) == "Under the palm tree.;"
+
+
+def test_tojson_like_transformers() -> None:
+    source = "{{ {'b': 'é<', 'a': [1]} | tojson }}|{{ {'k': 1} | tojson(indent=2) }}"
+    assert ChatTemplate(source).render([]) == '{"b": "é<", "a": [1]}|{\n  "k": 1\n}'
+
+
+def test_globals() -> None:
+    source = (
+        "{{ bos_token }}{{ tools is none }}{{ documents is none }}{{ strftime_now('%Y') }}{{ eos_token }}"
+    )
+    year = str(datetime.now().year)
+    assert ChatTemplate(source, "<s>", "</s>").render([]) == f"<s>TrueTrue{year}</s>"
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "{{ messages.__class__.__mro__ }}",
+        "{{ ''.__class__.__subclasses__() }}",
+        "{{ ''.__class__ }}",  # Jinja's sandbox alone would print "" here
+        "{{ raise_exception.__globals__ }}",
+        "{% set _ = messages.append({'role': 'user', 'content': 'x'}) %}",
+        "{% set _ = messages[0].update({'content': 'x'}) %}",
+    ],
+)
+def test_sandbox(source: str) -> None:
+    messages = [{"role": "user", "content": "hi"}]
+    with pytest.raises(TemplateError, match="unsafe") as caught:
+        ChatTemplate(source).render(messages)
+    assert "class" not in caught.value.message.split("unsafe")[-1]
+    assert messages == [{"role": "user", "content": "hi"}]
+
+
+def test_syntax_error_is_one_line() -> None:
+    with pytest.raises(TemplateError) as caught:
+        ChatTemplate("{% for m in messages %}\n{{ m.content }\n", origin="gguf").render(CONVERSATION)
+    error = caught.value
+    assert error.message.startswith("the model's chat template failed: syntax error on line 2")
+    assert "\n" not in error.message and "models.toml" in (error.hint or "")
+
+
+def test_raise_exception_does_not_loop() -> None:
+    always = ChatTemplate("{{ raise_exception('Roles must alternate') }}")
+    for messages in ([{"role": "user", "content": "hi"}], CONVERSATION):
+        with pytest.raises(TemplateError, match=r"failed: Roles must alternate$"):
+            always.render(messages)
+
+
+def test_other_failures() -> None:
+    with pytest.raises(TemplateError, match=r"template failed: .*concatenate"):
+        ChatTemplate("{{ 'a' + none }}").render([])
+    with pytest.raises(TemplateError, match="'nope' is undefined") as caught:
+        ChatTemplate("{{ nope.x }}", origin="registry").render([])
+    assert caught.value.message.startswith("the chat_template override in models.toml failed")
