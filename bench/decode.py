@@ -51,7 +51,17 @@ def main() -> None:
 
     model = bench_model()
     prompt = prompt_text(args.prompt_tokens)
-    base = ["complete", "-m", str(model), "--threads", str(args.threads), "--greedy", "--ignore-eos"]
+    base = [
+        "complete",
+        "-m",
+        str(model),
+        "--threads",
+        str(args.threads),
+        "--flash-attn",
+        "on",
+        "--greedy",
+        "--ignore-eos",
+    ]
     n_prompt = llmcli_json(*base, "-n", "1", stdin=prompt)["prompt_tokens"]
     print(
         f"model {model.name}, prompt {n_prompt} tokens, {args.threads} threads, flash attention on, "

@@ -50,6 +50,7 @@ class Settings:
     ctx: int | None = None
     threads: int | None = None
     gpu_layers: str = "auto"
+    flash_attn: str = "auto"
 
     def merged(self, **flags: Any) -> Settings:
         """These settings overridden by the flags that were given (None means not given)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from llmcli.config import Settings
-from llmcli.engine import EngineOptions, LocalEngine, parse_gpu_layers
+from llmcli.engine import EngineOptions, LocalEngine, parse_flash_attn, parse_gpu_layers
 from llmcli.errors import UsageError
 from llmcli.registry import ModelRef, Registry, load_registry
 from llmcli.store import Progress, Store
@@ -53,6 +53,7 @@ def load_model(
         n_ctx=settings.ctx,
         n_threads=settings.threads,
         gpu_layers=parse_gpu_layers(settings.gpu_layers),
+        flash_attn=parse_flash_attn(settings.flash_attn),
         verbose=verbose,
     )
     options.validate()

@@ -139,8 +139,7 @@ def test_kv_prefix_is_reused(stories_engine: LocalEngine) -> None:
     assert first.stats.cached_tokens == 0 or first.stats.cached_tokens < first.stats.prompt_tokens
     assert again.stats.cached_tokens == first.stats.prompt_tokens
     fresh = stories_engine.generate("Once upon a time, there was a dog named", GREEDY)
-    stories_engine._kv.clear()
-    stories_engine._lib.llama_memory_clear(stories_engine._mem, True)
+    stories_engine.reset()
     assert fresh.run().text == again.text
 
 
@@ -155,8 +154,7 @@ def test_interrupted_generation_keeps_text_and_cache_consistent(stories_engine: 
 
 
 def test_stats_from_llama_counters(stories_engine: LocalEngine) -> None:
-    stories_engine._kv.clear()
-    stories_engine._lib.llama_memory_clear(stories_engine._mem, True)
+    stories_engine.reset()
     stats = stories_engine.generate("Once upon a time", GREEDY).run().stats
     assert stats.prompt_tokens == len(stories_engine.tokenize("Once upon a time"))
     assert stats.prompt_ms > 0 and stats.decode_ms > 0 and stats.ttft_ms > 0

@@ -12,6 +12,7 @@ from llmcli.cli.app import app
 from llmcli.cli.options import (
     SAMPLING_HELP,
     Ctx,
+    FlashAttn,
     GpuLayers,
     Greedy,
     MaxTokens,
@@ -50,6 +51,7 @@ def chat(
     ctx: Ctx = None,
     threads: Threads = None,
     gpu_layers: GpuLayers = None,
+    flash_attn: FlashAttn = None,
     greedy: Greedy = False,
     temperature: Temperature = None,
     top_k: TopK = None,
@@ -93,7 +95,7 @@ def chat(
         max_tokens=max_tokens,
         stop=stop,
     )
-    settings = make_settings(model, ctx, threads, gpu_layers)
+    settings = make_settings(model, ctx, threads, gpu_layers, flash_attn)
     if system is not None and system_file is not None:
         raise UsageError("give --system or --system-file, not both")
     if system_file is not None:

@@ -12,6 +12,7 @@ from llmcli.cli.app import app
 from llmcli.cli.options import (
     SAMPLING_HELP,
     Ctx,
+    FlashAttn,
     GpuLayers,
     Greedy,
     IgnoreEos,
@@ -46,6 +47,7 @@ def complete(
     ctx: Ctx = None,
     threads: Threads = None,
     gpu_layers: GpuLayers = None,
+    flash_attn: FlashAttn = None,
     greedy: Greedy = False,
     temperature: Temperature = None,
     top_k: TopK = None,
@@ -91,7 +93,7 @@ def complete(
         stop=stop,
         ignore_eos=ignore_eos,
     )
-    settings = make_settings(model, ctx, threads, gpu_layers)
+    settings = make_settings(model, ctx, threads, gpu_layers, flash_attn)
     text = build_prompt(env.read_stdin(), prompt)
     with open_engine(settings, verbose=verbose, offline=offline, progress=DownloadBar(env)) as engine:
         result = run_complete(engine, text, sampling, (lambda _p: None) if json_out else env.write)

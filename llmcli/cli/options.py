@@ -28,6 +28,14 @@ GpuLayers = Annotated[
         show_default="auto: all when llama.cpp was built with GPU support, else none",
     ),
 ]
+FlashAttn = Annotated[
+    str | None,
+    typer.Option(
+        "--flash-attn",
+        help="Flash attention: on, off or auto.",
+        show_default="auto: on with GPU offload, off on the CPU where it slows decoding at depth",
+    ),
+]
 Verbose = Annotated[bool, typer.Option("--verbose", help="Show llama.cpp's own log on stderr.")]
 
 # --- sampling options --------------------------------------------------------------------------
@@ -136,11 +144,14 @@ def settings(
     ctx: int | None = None,
     threads: int | None = None,
     gpu_layers: str | None = None,
+    flash_attn: str | None = None,
 ) -> Any:
     """Settings from defaults, config file and environment, overridden by the given flags."""
     from llmcli.config import load_settings
 
-    return load_settings().merged(model=model, ctx=ctx, threads=threads, gpu_layers=gpu_layers)
+    return load_settings().merged(
+        model=model, ctx=ctx, threads=threads, gpu_layers=gpu_layers, flash_attn=flash_attn
+    )
 
 
 def sampling(*, stop: list[str] | None, **options: Any) -> Any:
