@@ -116,7 +116,9 @@ def test_set_command_values() -> None:
 # --- the REPL, driven through prompt_toolkit's pipe input ---------------------------------------
 
 
-def run_repl(engine: LocalEngine, keys: str, tmp_path: Path, **kwargs: object) -> tuple[Repl, str, str]:
+def run_repl(
+    engine: LocalEngine, keys: str, tmp_path: Path, loader: object = None, **kwargs: object
+) -> tuple[Repl, str, str]:
     from prompt_toolkit.input import create_pipe_input
     from prompt_toolkit.output import DummyOutput
 
@@ -133,7 +135,7 @@ def run_repl(engine: LocalEngine, keys: str, tmp_path: Path, **kwargs: object) -
             PlainScreen(env),
             store,
             record,
-            load_model=lambda ref: (_ for _ in ()).throw(UsageError("no switching in tests")),
+            load_model=loader or (lambda ref: (_ for _ in ()).throw(UsageError("no switching in tests"))),  # type: ignore[arg-type]
             input=pipe,
             output=DummyOutput(),
         )
@@ -387,3 +389,16 @@ class Tmux:
 
     def __exit__(self, *exc: object) -> None:
         subprocess.run(["tmux", "kill-session", "-t", self.name], capture_output=True)
+
+
+def test_model_switch_keeps_the_conversation(engine: LocalEngine, chat_model: Path, tmp_path: Path) -> None:
+    def loader(ref: str) -> tuple[LocalEngine, object, str]:
+        other = LocalEngine(chat_model, EngineOptions(n_ctx=1024))
+        bos, eos = other.special_text()
+        return other, pick_template(other.info.chat_template, bos_token=bos, eos_token=eos), ref
+
+    repl, _, err = run_repl(engine, "Tell me a story.\r/model bigger\rAnd then?\r", tmp_path, loader)
+    assert "switched to bigger" in err
+    assert repl.chat.engine.n_ctx == 1024 and repl.record.model == "bigger"
+    assert [m["content"] for m in repl.chat.messages[::2]] == ["Tell me a story.", "And then?"]
+    repl.chat.engine.close()
