@@ -145,3 +145,39 @@ def chat_screen(env: Environment, plain: bool) -> PlainScreen:
     """Rich Markdown on a color terminal, raw text otherwise."""
     rich_ok = env.stdout_isatty and not plain and not env.environ.get("NO_COLOR")
     return RichScreen(env) if rich_ok else PlainScreen(env)
+
+
+class BatchProgress:
+    """Files done/total, the current file and ETA on stderr (a bar on a terminal, lines otherwise)."""
+
+    def __init__(self, env: Environment) -> None:
+        self.env = env
+        self._bar: Any = None
+        self._task: Any = None
+
+    def __call__(self, done: int, total: int, current: str) -> None:
+        if not self.env.stderr_isatty:
+            if current:
+                note(self.env, f"[{done + 1}/{total}] {current}")
+            return
+        if self._bar is None:
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            console = Console(file=self.env.stderr, no_color=not self.env.color)
+            self._bar = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeRemainingColumn(),
+                console=console,
+                transient=True,
+            )
+            self._bar.start()
+            self._task = self._bar.add_task("", total=total)
+        self._bar.update(self._task, completed=done, description=current[-40:])
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None

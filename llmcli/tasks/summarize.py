@@ -1,0 +1,184 @@
+"""Summarize one document of any length: stuff it whole, or map-reduce / refine over token-sized chunks."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+from llmcli.chat import Chat
+from llmcli.chunking import chunk_text
+from llmcli.engine import Engine
+from llmcli.errors import ContextOverflowError, UsageError
+from llmcli.prompts import LENGTH_WORDS, PROMPTS, STYLES
+from llmcli.sampling import SamplingConfig
+from llmcli.templates import ChatTemplate
+
+STRATEGIES = ("auto", "stuff", "map-reduce", "refine")
+MARGIN = 16  # tokens of slack for template markers around the document
+MAX_DEPTH = 8
+
+
+@dataclass(frozen=True)
+class SummaryOptions:
+    """What kind of summary to write."""
+
+    length: str = "medium"
+    words: int | None = None
+    style: str = "paragraph"
+    lang: str | None = None
+    instructions: str | None = None
+    strategy: str = "auto"
+
+    def validate(self) -> None:
+        if self.length not in LENGTH_WORDS:
+            raise UsageError(f"--length must be one of {', '.join(LENGTH_WORDS)}, got {self.length!r}")
+        if self.style not in STYLES:
+            raise UsageError(f"--style must be one of {', '.join(STYLES)}, got {self.style!r}")
+        if self.strategy not in STRATEGIES:
+            raise UsageError(f"--strategy must be one of {', '.join(STRATEGIES)}, got {self.strategy!r}")
+        if self.words is not None and self.words <= 0:
+            raise UsageError(f"--words must be > 0, got {self.words}")
+
+    @property
+    def target_words(self) -> int:
+        return self.words or LENGTH_WORDS[self.length]
+
+    def fields(self) -> dict[str, str]:
+        """The values the prompt templates are filled with."""
+        return {
+            "focus": f", focusing on: {self.instructions}" if self.instructions else "",
+            "shape": STYLES[self.style].format(words=self.target_words),
+            "language": f" Write the summary in {self.lang}." if self.lang else "",
+        }
+
+
+@dataclass
+class SummaryResult:
+    """A finished summary and what it took."""
+
+    text: str
+    strategy: str
+    chunks: int
+    calls: int
+    prompt_tokens: int
+    generated_tokens: int
+    seconds: float
+
+
+class Summarizer:
+    """Summarizes documents with one engine; the instruction prefix stays in the KV cache across calls."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        template: ChatTemplate,
+        sampling: SamplingConfig,
+        options: SummaryOptions,
+        prompts: dict[str, str] | None = None,
+        notify: Callable[[str], None] | None = None,
+    ) -> None:
+        options.validate()
+        self.engine, self.options = engine, options
+        self.prompts = prompts or PROMPTS
+        self.notify = notify or (lambda _m: None)
+        words = options.target_words
+        self.sampling = replace(sampling, max_tokens=sampling.max_tokens or int(words * 2.5) + 64)
+        self.chat = Chat(engine, template, self.sampling, system=self.prompts["summarize_system"])
+        self._calls = self._prompt_tokens = self._generated = 0
+
+    def count(self, text: str) -> int:
+        return len(self.engine.tokenize(text, add_special=False))
+
+    def budget(self, key: str, **extra: str) -> int:
+        """Tokens left for the document in prompt `key` (after instructions, template and the answer)."""
+        empty = self.prompts[key].format(document="", **extra, **self.options.fields())
+        overhead = self.chat.template.render(
+            [{"role": "system", "content": self.chat.system or ""}, {"role": "user", "content": empty}]
+        )
+        room = self.engine.n_ctx - self.count(overhead) - (self.sampling.max_tokens or 0) - MARGIN
+        if room < 64:
+            raise ContextOverflowError(
+                f"the context ({self.engine.n_ctx:,} tokens) leaves no room for a document after the "
+                f"instructions and a {self.sampling.max_tokens}-token summary",
+                hint="raise --ctx",
+            )
+        return room
+
+    def _ask(self, key: str, **fields: str) -> str:
+        self.chat.clear()
+        text = "".join(self.chat.ask(self.prompts[key].format(**fields, **self.options.fields())))
+        turn = self.chat.turn
+        assert turn is not None
+        if turn.completion.finish_reason == "interrupted":
+            raise KeyboardInterrupt
+        self._calls += 1
+        self._prompt_tokens += turn.completion.stats.prompt_tokens
+        self._generated += turn.completion.stats.generated_tokens
+        return text.strip()
+
+    def summarize(self, text: str) -> SummaryResult:
+        """The summary of text, never silently truncated."""
+        start = time.perf_counter()
+        self._calls = self._prompt_tokens = self._generated = 0
+        strategy, budget = self.options.strategy, self.budget("summarize")
+        size = self.count(text)
+        if strategy == "auto":
+            strategy = "stuff" if size <= budget else "map-reduce"
+        if strategy == "stuff":
+            if size > budget:
+                raise ContextOverflowError(
+                    f"the document is {size:,} tokens; with the instructions, {budget:,} fit",
+                    hint="use --strategy auto or map-reduce, or raise --ctx",
+                )
+            self.notify(f"plan: stuff, 1 chunk of {size:,} tokens")
+            summary, chunks = self._ask("summarize", document=text), 1
+        elif strategy == "map-reduce":
+            summary, chunks = self._map_reduce(text, budget)
+        else:
+            summary, chunks = self._refine(text)
+        return SummaryResult(
+            summary,
+            strategy,
+            chunks,
+            self._calls,
+            self._prompt_tokens,
+            self._generated,
+            time.perf_counter() - start,
+        )
+
+    def _map_reduce(self, text: str, budget: int) -> tuple[str, int]:
+        parts = chunk_text(text, self.count, budget, overlap=min(64, budget // 10))
+        self.notify(
+            f"plan: map-reduce, {len(parts)} chunks of at most {budget:,} tokens "
+            f"({', '.join(str(c.tokens) for c in parts)})"
+        )
+        partials = [self._ask("summarize", document=c.text) for c in parts]
+        combine_budget = self.budget("combine")
+        for depth in range(MAX_DEPTH):
+            if len(partials) == 1:
+                return partials[0], len(parts)
+            joined = "\n\n".join(partials)
+            if self.count(joined) <= combine_budget:
+                return self._ask("combine", document=joined), len(parts)
+            groups = chunk_text(joined, self.count, combine_budget)
+            self.notify(
+                f"reduce level {depth + 1}: {len(partials)} partial summaries in {len(groups)} groups"
+            )
+            if len(groups) >= len(partials):
+                raise ContextOverflowError(
+                    "the partial summaries do not shrink enough to combine",
+                    hint="use a shorter --length or raise --ctx",
+                )
+            partials = [self._ask("combine", document=g.text) for g in groups]
+        raise ContextOverflowError("the document needs more reduce levels than allowed", hint="raise --ctx")
+
+    def _refine(self, text: str) -> tuple[str, int]:
+        reserve = self.sampling.max_tokens or 0  # the running summary goes into every later prompt
+        budget = self.budget("refine", summary="") - reserve
+        parts = chunk_text(text, self.count, budget, overlap=min(64, budget // 10))
+        self.notify(f"plan: refine, {len(parts)} chunks of at most {budget:,} tokens")
+        summary = self._ask("summarize", document=parts[0].text)
+        for part in parts[1:]:
+            summary = self._ask("refine", summary=summary, document=part.text)
+        return summary, len(parts)
