@@ -73,6 +73,7 @@ def chat(
     Every conversation is saved after each turn (see `llmcli sessions`). With stdin not a
     terminal, all of stdin is one message: the answer goes to stdout and chat exits.
     """
+    params = dict(locals())
     from dataclasses import replace
 
     from llmcli.chat import Chat, SessionRecord, SessionStore
@@ -84,18 +85,8 @@ def chat(
     from llmcli.runtime import load_model
 
     env = Environment.from_system()
-    config = make_sampling(
-        greedy=greedy,
-        temperature=temperature,
-        top_k=top_k,
-        top_p=top_p,
-        min_p=min_p,
-        repeat_penalty=repeat_penalty,
-        seed=seed,
-        max_tokens=max_tokens,
-        stop=stop,
-    )
-    settings = make_settings(model, ctx, threads, gpu_layers, flash_attn)
+    config = make_sampling(params)
+    settings = make_settings(params)
     if system is not None and system_file is not None:
         raise UsageError("give --system or --system-file, not both")
     if system_file is not None:

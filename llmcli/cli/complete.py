@@ -74,6 +74,7 @@ def complete(
     The prompt is read from stdin when stdin is not a terminal, and from PROMPT; with both,
     stdin comes first, then a blank line, then PROMPT. Ctrl-C stops and keeps what was printed.
     """
+    params = dict(locals())
     from llmcli.environment import Environment
     from llmcli.render import DownloadBar, finish_note, note, stats_line
     from llmcli.runtime import open_engine
@@ -81,19 +82,8 @@ def complete(
     from llmcli.tasks.complete import complete as run_complete
 
     env = Environment.from_system()
-    sampling = make_sampling(
-        greedy=greedy,
-        temperature=temperature,
-        top_k=top_k,
-        top_p=top_p,
-        min_p=min_p,
-        repeat_penalty=repeat_penalty,
-        seed=seed,
-        max_tokens=max_tokens,
-        stop=stop,
-        ignore_eos=ignore_eos,
-    )
-    settings = make_settings(model, ctx, threads, gpu_layers, flash_attn)
+    sampling = make_sampling(params)
+    settings = make_settings(params)
     text = build_prompt(env.read_stdin(), prompt)
     with open_engine(settings, verbose=verbose, offline=offline, progress=DownloadBar(env)) as engine:
         result = run_complete(engine, text, sampling, (lambda _p: None) if json_out else env.write)

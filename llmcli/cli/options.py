@@ -139,23 +139,31 @@ Offline = Annotated[
 ]
 
 
-def settings(
-    model: str | None = None,
-    ctx: int | None = None,
-    threads: int | None = None,
-    gpu_layers: str | None = None,
-    flash_attn: str | None = None,
-) -> Any:
-    """Settings from defaults, config file and environment, overridden by the given flags."""
+SETTINGS_KEYS = ("model", "ctx", "threads", "gpu_layers", "flash_attn")
+SAMPLING_KEYS = (
+    "greedy",
+    "temperature",
+    "top_k",
+    "top_p",
+    "min_p",
+    "repeat_penalty",
+    "seed",
+    "max_tokens",
+    "stop",
+    "ignore_eos",
+)
+
+
+def settings(params: dict[str, Any]) -> Any:
+    """Settings from defaults, config file and environment, overridden by the command's flags."""
     from llmcli.config import load_settings
 
-    return load_settings().merged(
-        model=model, ctx=ctx, threads=threads, gpu_layers=gpu_layers, flash_attn=flash_attn
-    )
+    return load_settings().merged(**{k: params[k] for k in SETTINGS_KEYS if k in params})
 
 
-def sampling(*, stop: list[str] | None, **options: Any) -> Any:
-    """A validated SamplingConfig from the sampling flags (None: not given)."""
+def sampling(params: dict[str, Any]) -> Any:
+    """A validated SamplingConfig from the command's sampling flags (None: not given)."""
     from llmcli.sampling import SamplingConfig
 
-    return SamplingConfig.from_options(stop=stop or (), **options)
+    options = {k: params[k] for k in SAMPLING_KEYS if k in params}
+    return SamplingConfig.from_options(**{**options, "stop": options.get("stop") or ()})

@@ -100,6 +100,7 @@ def summarize(
     inputs that are done and unchanged. A failed file never stops the batch; the exit code is 1
     if any failed. Ctrl-C stops cleanly (exit 130); the next run continues where it stopped.
     """
+    params = dict(locals())
     from dataclasses import asdict
 
     from llmcli.documents import Source, collect_sources
@@ -116,17 +117,7 @@ def summarize(
         length=length, words=words, style=style, lang=lang, instructions=instructions, strategy=strategy
     )
     options.validate()
-    sampling = make_sampling(
-        greedy=greedy,
-        temperature=temperature,
-        top_k=top_k,
-        top_p=top_p,
-        min_p=min_p,
-        repeat_penalty=repeat_penalty,
-        seed=seed,
-        max_tokens=max_tokens,
-        stop=None,
-    )
+    sampling = make_sampling(params)
     if out_dir is not None and jsonl is not None:
         raise UsageError("give --out-dir or --jsonl, not both")
     prompts = load_prompts(prompt_file)
@@ -139,9 +130,7 @@ def summarize(
         stdin = env.stdin.read()
         sources = [Source(None, "<stdin>", Path("stdin.txt"))]
 
-    loaded = load_model(
-        make_settings(model, ctx, threads, gpu_layers, flash_attn), offline=offline, progress=DownloadBar(env)
-    )
+    loaded = load_model(make_settings(params), offline=offline, progress=DownloadBar(env))
     with loaded.engine:
         summarizer = Summarizer(
             loaded.engine,
