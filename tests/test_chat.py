@@ -258,6 +258,10 @@ def endless_chat_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
 
 
+def endless_chat(model: Path, session: str, *extra: str) -> list[str]:
+    return [str(LLMCLI), "chat", "-m", str(model), "--ctx", "32768", "--session", session, *extra]
+
+
 needs_tmux = pytest.mark.skipif(shutil_which("tmux") is None, reason="tmux not installed")
 
 
@@ -273,7 +277,7 @@ def wait_closed(term: Tmux, timeout: float = 20) -> None:
 @needs_tmux
 def test_real_terminal_chat(endless_chat_model: Path, cli_env: dict[str, str]) -> None:
     """Rendered Markdown in a terminal: type, see the answer and its footer, /exit."""
-    argv = [str(LLMCLI), "chat", "-m", str(endless_chat_model), "--ctx", "32768", "--session", "term"]
+    argv = endless_chat(endless_chat_model, "term")
     with Tmux(cli_env, argv) as term:
         term.wait_for(">>>")
         term.keys("/set max-tokens 6", "Enter")
@@ -291,17 +295,7 @@ def test_real_terminal_chat(endless_chat_model: Path, cli_env: dict[str, str]) -
 def test_ctrl_c_in_a_terminal_keeps_the_partial_answer(
     endless_chat_model: Path, cli_env: dict[str, str]
 ) -> None:
-    argv = [
-        str(LLMCLI),
-        "chat",
-        "-m",
-        str(endless_chat_model),
-        "--ctx",
-        "32768",
-        "--session",
-        "cc",
-        "--plain",
-    ]
+    argv = endless_chat(endless_chat_model, "cc", "--plain")
     with Tmux(cli_env, argv) as term:
         term.wait_for(">>>")
         term.keys("go on", "Enter")
@@ -317,17 +311,7 @@ def test_ctrl_c_in_a_terminal_keeps_the_partial_answer(
 
 @needs_tmux
 def test_session_survives_kill_9(endless_chat_model: Path, cli_env: dict[str, str]) -> None:
-    argv = [
-        str(LLMCLI),
-        "chat",
-        "-m",
-        str(endless_chat_model),
-        "--ctx",
-        "32768",
-        "--session",
-        "k9",
-        "--plain",
-    ]
+    argv = endless_chat(endless_chat_model, "k9", "--plain")
     session = Path(cli_env["LLMCLI_HOME"]) / "data" / "sessions" / "k9.json"
     with Tmux(cli_env, argv) as term:
         term.wait_for(">>>")

@@ -136,19 +136,17 @@ def test_model_from_environment(run_cli: Run, stories: Path) -> None:
     assert result.stdout.startswith(", there was")
 
 
-def endless(program_model: Callable[..., Path]) -> list[str]:
+def start_endless(program_model: Callable[..., Path], env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """`llmcli complete` on a model that never stops (" Hello world" forever)."""
     model = program_model({HELLO: {WORLD: 30.0}, WORLD: {HELLO: 30.0}}, n_ctx=16384)
-    return [str(LLMCLI), "complete", "-m", str(model), "--ctx", "16384", "--greedy", "Hello"]
+    argv = [str(LLMCLI), "complete", "-m", str(model), "--ctx", "16384", "--greedy", "Hello"]
+    return subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, env=env
+    )
 
 
 def test_closed_pipe_ends_quietly(program_model: Callable[..., Path], cli_env: dict[str, str]) -> None:
-    proc = subprocess.Popen(
-        endless(program_model),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        stdin=subprocess.DEVNULL,
-        env=cli_env,
-    )
+    proc = start_endless(program_model, cli_env)
     assert proc.stdout and proc.stderr
     assert proc.stdout.read(20) == b" world Hello world H"
     proc.stdout.close()  # like `| head -c 20`
@@ -157,13 +155,7 @@ def test_closed_pipe_ends_quietly(program_model: Callable[..., Path], cli_env: d
 
 
 def test_ctrl_c_keeps_text_and_exits_130(program_model: Callable[..., Path], cli_env: dict[str, str]) -> None:
-    proc = subprocess.Popen(
-        endless(program_model),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        stdin=subprocess.DEVNULL,
-        env=cli_env,
-    )
+    proc = start_endless(program_model, cli_env)
     assert proc.stdout
     head = proc.stdout.read(12)
     proc.send_signal(signal.SIGINT)
