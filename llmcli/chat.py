@@ -57,6 +57,7 @@ class Chat:
         self.first_kept = 0  # messages before this index no longer fit the context
         self.last: Completion | None = None
         self.turn: Turn | None = None
+        self.lookup = 0  # prompt-lookup draft tokens per step (0: plain decoding)
         self._ledger: list[tuple[str, list[int]]] = []
 
     # --- the conversation
@@ -185,7 +186,7 @@ class Chat:
             self.messages.pop()
             raise
         self._remember(text, tokens)
-        generation: Generation = self.engine.generate(tokens, self.sampling)
+        generation: Generation = self.engine.generate(tokens, self.sampling, lookup=self.lookup)
         try:
             yield from generation
         finally:

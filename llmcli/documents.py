@@ -14,7 +14,7 @@ from pathlib import Path
 
 from llmcli.errors import LlmcliError, UsageError
 
-_TEXT_SUFFIXES = frozenset({".txt", ".md", ".markdown", ".rst"})
+TEXT_SUFFIXES = frozenset({".txt", ".md", ".markdown", ".rst"})
 _HTML_SUFFIXES = frozenset({".html", ".htm"})
 _SNIFF_BYTES = 8192
 _GLOB_MAGIC = re.compile(r"[*?[]")
@@ -61,7 +61,26 @@ def collect_sources(args: list[str]) -> list[Source]:
     if not sources:
         where = ", ".join(args) if args else "the arguments"
         raise UsageError(f"no input files found in {where}", hint="hidden files and folders are skipped")
-    return sources
+    return _distinct(sources)
+
+
+def _distinct(sources: list[Source]) -> list[Source]:
+    """Inputs that would mirror to one output path (`a/x.txt b/x.txt`) keep enough of their own path."""
+    groups: dict[Path, list[int]] = {}
+    for i, source in enumerate(sources):
+        groups.setdefault(source.relative, []).append(i)
+    result = list(sources)
+    for indices in groups.values():
+        if len(indices) == 1:
+            continue
+        paths = [Path(os.path.abspath(sources[i].display)).parts[1:] for i in indices]
+        depth = next(
+            (k for k in range(2, max(map(len, paths)) + 1) if len({p[-k:] for p in paths}) == len(paths)),
+            max(map(len, paths)),
+        )
+        for i, parts in zip(indices, paths, strict=True):
+            result[i] = Source(sources[i].path, sources[i].display, Path(*parts[-depth:]))
+    return result
 
 
 def _expand(arg: str) -> list[Source]:
@@ -126,7 +145,7 @@ def read_document(source: Source, *, stdin: bytes | None = None) -> str:
         except OSError as exc:
             raise DocumentError(f"cannot read {source.display}: {exc.strerror or exc}") from None
     suffix = source.path.suffix.lower() if source.path is not None else ""
-    known = suffix in _TEXT_SUFFIXES or suffix in _HTML_SUFFIXES or suffix == ".pdf"
+    known = suffix in TEXT_SUFFIXES or suffix in _HTML_SUFFIXES or suffix == ".pdf"
     is_pdf = suffix == ".pdf" or (not known and data.startswith(b"%PDF-"))
     if is_pdf:
         text = _pdf_text(data, source.display)

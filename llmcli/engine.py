@@ -22,6 +22,9 @@ from typing import Any, Protocol
 
 from llmcli.errors import ContextOverflowError, GenerationError, ModelLoadError, UsageError
 from llmcli.ggufinfo import GGUFInfo, read_gguf
+from llmcli.lookup import DraftBudget, NgramIndex
+from llmcli.promptcache import MIN_TOKENS as PROMPT_CACHE_MIN_TOKENS
+from llmcli.promptcache import PromptCache, model_key
 from llmcli.sampling import SamplingConfig, Step
 from llmcli.streaming import TextAssembler
 
@@ -41,6 +44,8 @@ class Stats:
     decode_ms: float = 0.0
     ttft_ms: float = 0.0
     total_ms: float = 0.0
+    drafted_tokens: int = 0  # prompt-lookup drafts verified, and those the model agreed with
+    accepted_tokens: int = 0
 
     @property
     def prompt_tps(self) -> float:
@@ -125,7 +130,9 @@ class Engine(Protocol):
 
     def token_bytes(self, token: int, special: bool = False) -> bytes: ...
 
-    def generate(self, prompt: str | Sequence[int], sampling: SamplingConfig) -> Generation: ...
+    def generate(
+        self, prompt: str | Sequence[int], sampling: SamplingConfig, *, lookup: int = 0
+    ) -> Generation: ...
 
     def close(self) -> None: ...
 
@@ -288,6 +295,8 @@ class LocalEngine:
         self._vocab = lib.llama_model_get_vocab(model)
         self.n_ctx_train = int(lib.llama_model_n_ctx_train(model))
         self.n_vocab = int(lib.llama_vocab_n_tokens(self._vocab))
+        # Recurrent state cannot be rolled back past rejected drafts.
+        self.can_speculate = not (lib.llama_model_is_recurrent(model) or lib.llama_model_is_hybrid(model))
 
         n_ctx = options.n_ctx or min(self.n_ctx_train or MAX_DEFAULT_CTX, MAX_DEFAULT_CTX)
         threads = options.n_threads or physical_cores()
@@ -326,6 +335,7 @@ class LocalEngine:
         self._kv: list[int] = []  # tokens whose K/V are in the cache for sequence 0, in order
         self._active: Generation | None = None  # one generation at a time owns the context
         self._eog: list[int] | None = None
+        self._prompt_cache: PromptCache | None = None
         self._warm_up()
 
     def reset(self) -> None:
@@ -419,8 +429,15 @@ class LocalEngine:
 
     # -- generation
 
-    def generate(self, prompt: str | Sequence[int], sampling: SamplingConfig) -> Generation:
-        """Start generating after prompt (text is tokenized with BOS). Checks the context up front."""
+    def generate(
+        self, prompt: str | Sequence[int], sampling: SamplingConfig, *, lookup: int = 0
+    ) -> Generation:
+        """Start generating after prompt (text is tokenized with BOS). Checks the context up front.
+
+        lookup > 0 turns on prompt-lookup speculative decoding with drafts of up to that many
+        tokens. The output is the same as without it: each verified position is sampled exactly as
+        plain decoding would sample it, and a draft token is kept only where it equals that sample.
+        """
         tokens = self.tokenize(prompt) if isinstance(prompt, str) else list(prompt)
         if not tokens:
             raise UsageError("the prompt is empty")
@@ -433,11 +450,13 @@ class LocalEngine:
             self._active.close()
         sampling = sampling.resolved()
         gen = Generation(iter(()), sampling)
-        gen._pieces = self._run(tokens, sampling, gen)
+        gen._pieces = self._run(tokens, sampling, gen, lookup if self.can_speculate else 0)
         self._active = gen
         return gen
 
-    def _run(self, tokens: list[int], sampling: SamplingConfig, gen: Generation) -> Iterator[str]:
+    def _run(
+        self, tokens: list[int], sampling: SamplingConfig, gen: Generation, lookup: int
+    ) -> Iterator[str]:
         lib, ctx, stats = self._lib, self._ctx, gen.stats
         start = time.perf_counter()
         stats.prompt_tokens = len(tokens)
@@ -445,29 +464,38 @@ class LocalEngine:
         try:
             lib.llama_perf_context_reset(ctx)
             stats.cached_tokens = self._reuse_prefix(tokens)
+            if self._prompt_cache is not None:
+                stats.cached_tokens = self._restore(tokens, stats.cached_tokens)
             self._decode(tokens[stats.cached_tokens :], stats.cached_tokens)
             lib.llama_synchronize(ctx)  # llama.cpp books timings at synchronization
+            if self._prompt_cache is not None:
+                self._store(tokens)
             after_prompt = lib.llama_perf_context(ctx)
             stats.prompt_ms = after_prompt.t_p_eval_ms + after_prompt.t_eval_ms
 
             steps = sampling.steps()
             banned = self._eog_tokens() if sampling.ignore_eos else []
-            fast_greedy = steps == [Step("greedy")]
-            if fast_greedy:
+            if steps == [Step("greedy")]:
                 import numpy as np  # argmax over the logits row beats building llama.cpp's candidate array
 
-                logits = np.ctypeslib.as_array(lib.llama_get_logits(ctx), shape=(self.n_vocab,))
+                def choose(row: int) -> int:
+                    logits = np.ctypeslib.as_array(lib.llama_get_logits_ith(ctx, row), shape=(self.n_vocab,))
+                    logits[banned] = -np.inf
+                    return int(logits.argmax())
             else:
                 sampler = self._make_sampler(steps, tokens, banned)
+
+                def choose(row: int) -> int:
+                    return int(lib.llama_sampler_sample(sampler, ctx, row))
+
             text = TextAssembler(sampling.stop)
             limit = sampling.max_tokens
+            index = NgramIndex(tokens) if lookup > 0 else None
+            budget = DraftBudget(lookup)
             n_past = len(tokens)
+            token = choose(-1)
             while True:
-                if fast_greedy:
-                    logits[banned] = -np.inf
-                    token = int(logits.argmax())
-                else:
-                    token = lib.llama_sampler_sample(sampler, ctx, -1)
+                # `token` was sampled from the logits after n_past tokens and is not in the cache yet.
                 stats.generated_tokens += 1
                 if stats.generated_tokens == 1:
                     stats.ttft_ms = (time.perf_counter() - start) * 1000
@@ -487,10 +515,45 @@ class LocalEngine:
                 if n_past >= self.n_ctx:
                     gen.finish_reason = "context"
                     break
-                self._decode_one(token, n_past)
+                drafts: list[int] = []
+                if index is not None:
+                    index.append(token)
+                    # Room for the drafts and the token sampled after them, within context and -n.
+                    room = min(self.n_ctx - n_past, (limit or self.n_ctx) - stats.generated_tokens) - 1
+                    size = min(budget.next_size(), room, self.n_batch - 1)
+                    drafts = index.draft(size) if size > 0 else []
+                if not drafts:
+                    self._decode_one(token, n_past)
+                    n_past += 1
+                    token = choose(-1)
+                    continue
+                self._decode_rows([token, *drafts], n_past)
                 n_past += 1
-                if fast_greedy:
-                    logits = np.ctypeslib.as_array(lib.llama_get_logits(ctx), shape=(self.n_vocab,))
+                accepted = 0
+                token = choose(0)
+                while accepted < len(drafts) and token == drafts[accepted]:
+                    # The model agrees with the draft here; emit it like any sampled token.
+                    accepted += 1
+                    stats.generated_tokens += 1
+                    if not banned and self.is_eog(token):
+                        gen.finish_reason = "stop"
+                        break
+                    gen.tokens.append(token)
+                    index.append(token)  # type: ignore[union-attr]
+                    piece, stopped = text.feed(self.token_bytes(token))
+                    if piece:
+                        yield piece
+                    if stopped:
+                        gen.finish_reason = "stop"
+                        break
+                    n_past += 1
+                    token = choose(accepted)
+                budget.record(len(drafts), accepted)
+                stats.drafted_tokens += len(drafts)
+                stats.accepted_tokens += accepted
+                self._drop_after(n_past)
+                if gen.finish_reason is not None:
+                    break
             tail = text.finish()
             if tail:
                 yield tail
@@ -528,7 +591,10 @@ class LocalEngine:
             )
         for step in steps:
             init = getattr(lib, f"llama_sampler_init_{step.kind}")
-            lib.llama_sampler_chain_add(chain, init(*step.args))
+            args = step.args
+            if step.kind == "penalties" and len(init.argtypes) == len(args) + 1:
+                args = (self.n_vocab, *args)  # this llama.cpp's penalties sampler takes n_vocab first
+            lib.llama_sampler_chain_add(chain, init(*args))
         # The repeat penalty looks back over the prompt too, as llama.cpp's own tools do.
         if steps and steps[0].kind == "penalties":
             for token in history[-int(steps[0].args[0]) :]:
@@ -536,6 +602,55 @@ class LocalEngine:
         return chain
 
     # -- KV cache
+
+    def use_prompt_cache(self, cache: PromptCache) -> None:
+        """Restore long prompt prefixes from cache, and save long prompts to it."""
+        self._prompt_cache = cache
+        self._model_key = model_key(self.model_path)
+
+    def _restore(self, tokens: list[int], have: int) -> int:
+        """Load the longest saved prefix of tokens when it beats the `have` tokens in the cache."""
+        cache = self._prompt_cache
+        assert cache is not None
+        entry = cache.lookup(self._model_key, tokens)
+        # The last prompt token is always evaluated again: its logits start the answer.
+        if entry is None or min(entry.n_tokens, len(tokens) - 1) <= have:
+            return have
+        lib = self._lib
+        lib.llama_memory_clear(self._mem, True)
+        self._kv.clear()
+        buf = (lib.llama_token * entry.n_tokens)()
+        n_out = ctypes.c_size_t(0)
+        loaded = lib.llama_state_seq_load_file(
+            self._ctx, str(cache.folder / entry.file).encode(), 0, buf, entry.n_tokens, ctypes.byref(n_out)
+        )
+        if not loaded or n_out.value != entry.n_tokens or list(buf) != tokens[: entry.n_tokens]:
+            lib.llama_memory_clear(self._mem, True)
+            cache.forget(entry)  # stale or corrupt: evaluate the prompt instead
+            return 0
+        cache.touch(entry)
+        self._kv.extend(tokens[: entry.n_tokens])
+        self._drop_after(len(tokens) - 1)
+        return len(self._kv)
+
+    def _store(self, tokens: list[int]) -> None:
+        """Save the state after a long prompt (best effort: a failure only costs the saving)."""
+        cache = self._prompt_cache
+        assert cache is not None
+        if len(tokens) < PROMPT_CACHE_MIN_TOKENS or cache.has(self._model_key, tokens):
+            return
+        try:
+            key, temp = cache.path_for(self._model_key, tokens)
+        except OSError:
+            return
+        buf = (self._lib.llama_token * len(tokens))(*tokens)
+        try:
+            if self._lib.llama_state_seq_save_file(self._ctx, str(temp).encode(), 0, buf, len(tokens)):
+                cache.add(key, temp, self._model_key, tokens)
+            else:
+                temp.unlink(missing_ok=True)
+        except OSError:
+            temp.unlink(missing_ok=True)
 
     def _reuse_prefix(self, tokens: list[int]) -> int:
         """Keep the longest cached prefix of tokens (at least one token is left to evaluate)."""
@@ -566,6 +681,22 @@ class LocalEngine:
             batch.n_tokens = n
             self._check(lib.llama_decode(self._ctx, batch))
             self._kv.extend(chunk)
+
+    def _decode_rows(self, tokens: list[int], start: int) -> None:
+        """Evaluate a few tokens (fewer than a batch) at positions start.., with logits for each."""
+        batch, n = self._batch, len(tokens)
+        ctypes.memmove(batch.token, array("i", tokens).tobytes(), 4 * n)
+        ctypes.memmove(batch.pos, array("i", range(start, start + n)).tobytes(), 4 * n)
+        ctypes.memset(batch.logits, 1, n)
+        batch.n_tokens = n
+        self._check(self._lib.llama_decode(self._ctx, batch))
+        self._kv.extend(tokens)
+
+    def _drop_after(self, length: int) -> None:
+        """Remove the cache entries from position length on (rejected drafts)."""
+        if length < len(self._kv):
+            self._lib.llama_memory_seq_rm(self._mem, 0, length, -1)
+            del self._kv[length:]
 
     def _decode_one(self, token: int, pos: int) -> None:
         batch = self._batch

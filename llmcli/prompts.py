@@ -27,6 +27,13 @@ PROMPTS: dict[str, str] = {
         "Summary so far:\n{summary}\n\nNext part of the document:\n{document}\n\n---\nRewrite the summary so "
         "it also covers the next part{focus}. {shape}{language}"
     ),
+    "translate_system": (
+        "You are a professional translator into {target}. Reply with the translation only: no "
+        "introduction, no quotation marks around it, no notes or explanations. Keep the line breaks, the "
+        "Markdown markup, numbers, names and URLs; copy text inside backticks unchanged."
+    ),
+    "translate": "{document}\n\n---\nTranslate the text above{source} into {target}.{glossary} "
+    "Reply with the {target} translation only.",
 }
 
 LENGTH_WORDS = {"short": 50, "medium": 120, "long": 250}

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from llmcli.config import Settings
+from llmcli.config import Paths, Settings
 from llmcli.engine import EngineOptions, LocalEngine, parse_flash_attn, parse_gpu_layers
 from llmcli.errors import UsageError
+from llmcli.promptcache import PromptCache
 from llmcli.registry import ModelRef, Registry, load_registry
 from llmcli.store import Progress, Store
 from llmcli.templates import ChatTemplate, pick_template
@@ -46,9 +47,17 @@ class LoadedModel:
 
 
 def load_model(
-    settings: Settings, *, verbose: bool = False, offline: bool = False, progress: Progress | None = None
+    settings: Settings,
+    *,
+    verbose: bool = False,
+    offline: bool = False,
+    progress: Progress | None = None,
+    prompt_cache: bool = False,
 ) -> LoadedModel:
-    """Resolve (downloading it first if needed) and load the settings' model."""
+    """Resolve (downloading it first if needed) and load the settings' model.
+
+    prompt_cache: save and restore the KV state of long prompts on disk (`--prompt-cache`).
+    """
     options = EngineOptions(
         n_ctx=settings.ctx,
         n_threads=settings.threads,
@@ -59,11 +68,21 @@ def load_model(
     options.validate()
     ref = model_ref(settings)
     path = Store(offline=offline).resolve(ref, progress)
-    return LoadedModel(LocalEngine(path, options), ref)
+    engine = LocalEngine(path, options)
+    if prompt_cache:
+        engine.use_prompt_cache(PromptCache(Paths.from_env().cache_dir / "prompt-cache"))
+    return LoadedModel(engine, ref)
 
 
 def open_engine(
-    settings: Settings, *, verbose: bool = False, offline: bool = False, progress: Progress | None = None
+    settings: Settings,
+    *,
+    verbose: bool = False,
+    offline: bool = False,
+    progress: Progress | None = None,
+    prompt_cache: bool = False,
 ) -> LocalEngine:
     """The engine alone, for commands that need no chat template."""
-    return load_model(settings, verbose=verbose, offline=offline, progress=progress).engine
+    return load_model(
+        settings, verbose=verbose, offline=offline, progress=progress, prompt_cache=prompt_cache
+    ).engine

@@ -77,14 +77,21 @@ def test_jsonl_records(run_cli: Run, chat_model: Path, docs: Path, tmp_path: Pat
     assert "0 summarized, 2 already done" in again.stderr
 
 
+@pytest.mark.parametrize("command", ["summarize", "translate"])
 def test_ctrl_c_mid_batch_then_rerun(
-    chat_model: Path, docs: Path, tmp_path: Path, cli_env: dict[str, str]
+    chat_model: Path, docs: Path, tmp_path: Path, cli_env: dict[str, str], command: str
 ) -> None:
+    def batch_args() -> list[str]:
+        if command == "summarize":
+            return args(chat_model, str(docs), "--out-dir", str(out))
+        return ["translate", str(docs), "--to", "fr", "-m", str(chat_model), "-n", "8", "--out-dir", str(out)]
+
+    pattern = "*.summary.md" if command == "summarize" else "*.fr.txt"
     for i in range(4, 10):  # more inputs, so the batch is still running when interrupted
         (docs / f"more{i}.txt").write_text((docs / "news0.txt").read_text() + f" Copy {i}.")
     out = tmp_path / "out"
     proc = subprocess.Popen(
-        [str(LLMCLI), *args(chat_model, str(docs), "--out-dir", str(out))],
+        [str(LLMCLI), *batch_args()],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         stdin=subprocess.DEVNULL,
@@ -99,18 +106,18 @@ def test_ctrl_c_mid_batch_then_rerun(
     assert proc.returncode == 130, err
     assert b"Traceback" not in err
     done = json.loads(manifest.read_text())
-    written = {p for p in out.rglob("*.summary.md")}
+    written = set(out.rglob(pattern))
     assert written == {Path(r["output"]) for r in done.values()}  # nothing half-written, nothing unrecorded
     assert not list(out.rglob(".*.tmp"))
     rerun = subprocess.run(
-        [str(LLMCLI), *args(chat_model, str(docs), "--out-dir", str(out))],
+        [str(LLMCLI), *batch_args()],
         capture_output=True,
         text=True,
         env=cli_env,
         timeout=300,
     )
     assert f"{len(done)} already done" in rerun.stderr
-    assert len(list(out.rglob("*.summary.md"))) == 10
+    assert len(list(out.rglob(pattern))) == 10
 
 
 def test_bad_options(run_cli: Run, chat_model: Path, docs: Path, tmp_path: Path) -> None:

@@ -69,9 +69,9 @@ def test_stuff_refuses_to_truncate(engine: LocalEngine) -> None:
 def test_instruction_prefix_is_reused_across_calls(engine: LocalEngine) -> None:
     s = summarizer(engine)
     s.summarize(article(2))
-    turn = s.chat.turn
+    turn = s.asker.chat.turn
     assert turn is not None
-    system_tokens = len(engine.tokenize("system:" + (s.chat.system or ""), add_special=True))
+    system_tokens = len(engine.tokenize("system:" + (s.asker.chat.system or ""), add_special=True))
     assert turn.completion.stats.cached_tokens >= system_tokens - 2
 
 

@@ -19,6 +19,7 @@ from llmcli.cli.options import (
     MinP,
     Model,
     Offline,
+    PromptCacheFlag,
     RepeatPenalty,
     Seed,
     Stop,
@@ -65,6 +66,7 @@ def chat(
         bool, typer.Option("--stats/--no-stats", help="A dim footer with tokens and speed.")
     ] = True,
     plain: Annotated[bool, typer.Option("--plain", help="Raw text instead of rendered Markdown.")] = False,
+    prompt_cache: PromptCacheFlag = False,
     offline: Offline = False,
     verbose: Verbose = False,
 ) -> None:
@@ -110,7 +112,9 @@ def chat(
     if system is not None:
         record.system = system or None
 
-    loaded = load_model(settings, verbose=verbose, offline=offline, progress=DownloadBar(env))
+    loaded = load_model(
+        settings, verbose=verbose, offline=offline, progress=DownloadBar(env), prompt_cache=prompt_cache
+    )
     record.model = loaded.name
     sampling = replace(config, stop=config.stop + loaded.stop_strings())
     conversation = Chat(
@@ -126,7 +130,11 @@ def chat(
 
         def load_other(ref: str) -> tuple[object, object, str]:
             other = load_model(
-                settings.merged(model=ref), verbose=verbose, offline=offline, progress=DownloadBar(env)
+                settings.merged(model=ref),
+                verbose=verbose,
+                offline=offline,
+                progress=DownloadBar(env),
+                prompt_cache=prompt_cache,
             )
             return other.engine, other.chat_template(), other.name
 

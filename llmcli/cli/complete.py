@@ -20,6 +20,7 @@ from llmcli.cli.options import (
     MinP,
     Model,
     Offline,
+    PromptCacheFlag,
     RepeatPenalty,
     Seed,
     Stop,
@@ -66,6 +67,7 @@ def complete(
             help="Print one JSON object (text, finish reason, tokens, timings) instead of streaming.",
         ),
     ] = False,
+    prompt_cache: PromptCacheFlag = False,
     offline: Offline = False,
     verbose: Verbose = False,
 ) -> None:
@@ -85,7 +87,9 @@ def complete(
     sampling = make_sampling(params)
     settings = make_settings(params)
     text = build_prompt(env.read_stdin(), prompt)
-    with open_engine(settings, verbose=verbose, offline=offline, progress=DownloadBar(env)) as engine:
+    with open_engine(
+        settings, verbose=verbose, offline=offline, progress=DownloadBar(env), prompt_cache=prompt_cache
+    ) as engine:
         result = run_complete(engine, text, sampling, (lambda _p: None) if json_out else env.write)
     if json_out:
         env.write(

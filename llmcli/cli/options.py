@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -129,6 +130,51 @@ SAMPLING_HELP = (
     "Sampling: with none of --top-k/--top-p/--min-p given, top-p 0.95 and min-p 0.05 apply; "
     "any of them given alone means exactly that method (plus temperature)."
 )
+
+Jsonl = Annotated[
+    Path | None,
+    typer.Option("--jsonl", help="Write one JSON record per input to FILE, resumable.", show_default=False),
+]
+Force = Annotated[bool, typer.Option("--force", help="Redo inputs that are already done.")]
+PromptFile = Annotated[
+    Path | None,
+    typer.Option(
+        "--prompt-file", help="TOML file overriding the prompts (see llmcli/prompts.py).", show_default=False
+    ),
+]
+
+Speculative = Annotated[
+    bool,
+    typer.Option(
+        "--speculative/--no-speculative",
+        help="Draft tokens by looking up the context's last words earlier in it, verified in one batch.",
+        rich_help_panel="Speed",
+    ),
+]
+DraftTokens = Annotated[
+    int,
+    typer.Option(
+        "--draft-tokens",
+        min=1,
+        max=64,
+        help="Most tokens drafted per step (adaptive).",
+        rich_help_panel="Speed",
+    ),
+]
+
+PromptCacheFlag = Annotated[
+    bool,
+    typer.Option(
+        "--prompt-cache",
+        help="Save the KV state of long prompts on disk and restore it next time (LRU, bounded).",
+        rich_help_panel="Speed",
+    ),
+]
+
+
+def lookup(params: dict[str, Any]) -> int:
+    """Draft tokens per step for speculative decoding (0: off)."""
+    return params["draft_tokens"] if params["speculative"] else 0
 
 
 Offline = Annotated[

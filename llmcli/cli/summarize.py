@@ -12,23 +12,28 @@ from llmcli.cli.app import app
 from llmcli.cli.options import (
     SAMPLING_HELP,
     Ctx,
+    DraftTokens,
     FlashAttn,
+    Force,
     GpuLayers,
     Greedy,
+    Jsonl,
     MaxTokens,
     MinP,
     Model,
     Offline,
+    PromptFile,
     RepeatPenalty,
     Seed,
+    Speculative,
     Temperature,
     Threads,
     TopK,
     TopP,
 )
+from llmcli.cli.options import lookup as make_lookup
 from llmcli.cli.options import sampling as make_sampling
 from llmcli.cli.options import settings as make_settings
-from llmcli.errors import ExitCode
 
 
 @app.command(epilog=SAMPLING_HELP)
@@ -64,21 +69,9 @@ def summarize(
             "--out-dir", help="Write DIR/<input path>.summary.md per input, resumable.", show_default=False
         ),
     ] = None,
-    jsonl: Annotated[
-        Path | None,
-        typer.Option(
-            "--jsonl", help="Write one JSON record per input to FILE, resumable.", show_default=False
-        ),
-    ] = None,
-    force: Annotated[bool, typer.Option("--force", help="Redo inputs that are already done.")] = False,
-    prompt_file: Annotated[
-        Path | None,
-        typer.Option(
-            "--prompt-file",
-            help="TOML file overriding the prompts (see llmcli/prompts.py).",
-            show_default=False,
-        ),
-    ] = None,
+    jsonl: Jsonl = None,
+    force: Force = False,
+    prompt_file: PromptFile = None,
     ctx: Ctx = None,
     threads: Threads = None,
     gpu_layers: GpuLayers = None,
@@ -91,6 +84,8 @@ def summarize(
     repeat_penalty: RepeatPenalty = None,
     seed: Seed = None,
     max_tokens: MaxTokens = None,
+    speculative: Speculative = True,
+    draft_tokens: DraftTokens = 8,
     offline: Offline = False,
     verbose: Annotated[bool, typer.Option("--verbose", help="Show the chunk plan of each document.")] = False,
 ) -> None:
@@ -103,13 +98,13 @@ def summarize(
     params = dict(locals())
     from dataclasses import asdict
 
-    from llmcli.documents import Source, collect_sources
+    from llmcli.cli.batch import read_inputs, run_documents
     from llmcli.environment import Environment
     from llmcli.errors import UsageError
     from llmcli.prompts import load_prompts
-    from llmcli.render import BatchProgress, DownloadBar, note
+    from llmcli.render import DownloadBar, note
     from llmcli.runtime import load_model
-    from llmcli.tasks.batch import Output, run_batch
+    from llmcli.tasks.batch import Output
     from llmcli.tasks.summarize import Summarizer, SummaryOptions
 
     env = Environment.from_system()
@@ -121,14 +116,7 @@ def summarize(
     if out_dir is not None and jsonl is not None:
         raise UsageError("give --out-dir or --jsonl, not both")
     prompts = load_prompts(prompt_file)
-    stdin = None
-    if paths:
-        sources = collect_sources(paths)
-    else:
-        if env.stdin_isatty:
-            raise UsageError("nothing to summarize", hint="pass files or folders, or pipe text into stdin")
-        stdin = env.stdin.read()
-        sources = [Source(None, "<stdin>", Path("stdin.txt"))]
+    sources, stdin = read_inputs(env, paths, "summarize")
 
     loaded = load_model(make_settings(params), offline=offline, progress=DownloadBar(env))
     with loaded.engine:
@@ -139,40 +127,23 @@ def summarize(
             options,
             prompts,
             notify=(lambda m: note(env, m)) if verbose else None,
+            lookup=make_lookup(params),
         )
 
         def process(text: str) -> tuple[str, int]:
             result = summarizer.summarize(text)
-            return result.text, result.prompt_tokens + result.generated_tokens
+            return result.text.rstrip() + "\n", result.prompt_tokens + result.generated_tokens
 
         settings = json.dumps(
             [loaded.name, asdict(options), repr(summarizer.sampling), prompts], sort_keys=True
         )
-        progress = BatchProgress(env) if len(sources) > 1 or out_dir or jsonl else None
-        try:
-            results = run_batch(
-                sources,
-                process,
-                Output(out_dir=out_dir, jsonl=jsonl),
-                settings=settings,
-                force=force,
-                stdin=stdin,
-                emit=env.write,
-                progress=progress,
-            )
-        except KeyboardInterrupt:
-            if progress:
-                progress.close()
-            note(env, "interrupted: finished files are kept; run the same command again to continue")
-            raise typer.Exit(ExitCode.INTERRUPTED) from None
-        if progress:
-            progress.close()
-    failed = [r for r in results if r.status == "failed"]
-    done = sum(r.status == "done" for r in results)
-    skipped = sum(r.status == "skipped" for r in results)
-    if len(results) > 1 or out_dir or jsonl:
-        note(env, f"{done} summarized, {skipped} already done, {len(failed)} failed")
-    for r in failed:
-        note(env, f"failed: {r.path}: {r.error}", error=True)
-    if failed:
-        raise typer.Exit(ExitCode.ERROR)
+        run_documents(
+            env,
+            sources,
+            process,
+            Output(out_dir=out_dir, jsonl=jsonl),
+            settings=settings,
+            force=force,
+            stdin=stdin,
+            done_word="summarized",
+        )

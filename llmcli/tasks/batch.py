@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from llmcli.documents import DocumentError, Source, read_document
+from llmcli.documents import TEXT_SUFFIXES, DocumentError, Source, read_document
 from llmcli.errors import LlmcliError
 from llmcli.fsutil import atomic_write_text
 
@@ -39,11 +39,28 @@ class ItemResult:
 
 @dataclass(frozen=True)
 class Output:
-    """Where results go: a folder, a JSONL file, or stdout (emit)."""
+    """Where results go: a folder, a JSONL file, one file (a single input), or stdout (emit).
+
+    In a folder, `a/b.txt` becomes `a/b<suffix>`; with `text_suffix`, `a/b<suffix>.txt`, keeping a
+    text input's own extension (`notes.md` -> `notes.de.md`) and `.txt` for HTML and PDF.
+    """
 
     out_dir: Path | None = None
     jsonl: Path | None = None
+    out_file: Path | None = None
     suffix: str = ".summary.md"
+    text_suffix: bool = False
+
+    def target(self, relative: Path) -> Path | None:
+        """The output file for an input that mirrors to `relative`; None when output is not to files."""
+        if self.out_file is not None:
+            return self.out_file
+        if self.out_dir is None:
+            return None
+        ext = ""
+        if self.text_suffix:
+            ext = relative.suffix if relative.suffix.lower() in TEXT_SUFFIXES else ".txt"
+        return self.out_dir / relative.with_name(relative.stem + self.suffix + ext)
 
 
 class Ledger:
@@ -106,7 +123,10 @@ def run_batch(
     emit: Callable[[str], None] | None = None,
     progress: Callable[[int, int, str], None] | None = None,
 ) -> list[ItemResult]:
-    """Process each source (text -> (result text, tokens)); KeyboardInterrupt stops after cleaning up."""
+    """Process each source (text -> (result text, tokens)); KeyboardInterrupt stops after cleaning up.
+
+    Results are written exactly as `process` returns them.
+    """
     ledger = Ledger(output)
     results: list[ItemResult] = []
     headers = len(sources) > 1
@@ -126,26 +146,24 @@ def run_batch(
             results.append(ItemResult(source.display, "skipped", output=previous.get("output"), key=key))
             continue
         try:
-            summary, tokens = process(text)
+            produced, tokens = process(text)
         except LlmcliError as exc:
             result = ItemResult(source.display, "failed", error=exc.message, key=key)
             results.append(result)
             continue
         result = ItemResult(
-            name, "done", text=summary, tokens=tokens, seconds=round(time.perf_counter() - start, 3), key=key
+            name, "done", text=produced, tokens=tokens, seconds=round(time.perf_counter() - start, 3), key=key
         )
-        if output.out_dir is not None:
-            target = output.out_dir / source.relative.with_suffix("")
-            target = target.with_name(target.name + output.suffix)
-            atomic_write_text(target, summary.rstrip() + "\n")
+        target = output.target(source.relative)
+        if target is not None:
+            atomic_write_text(target, produced)
             result.output = str(target)
         elif output.jsonl is None and emit is not None:
-            emit(
-                (f"==> {source.display} <==\n" if headers else "")
-                + summary.rstrip()
-                + "\n"
-                + ("\n" if headers and i < len(sources) - 1 else "")
-            )
+            if headers:
+                ending = "\n" if produced.endswith("\n") else "\n\n"
+                emit(f"==> {source.display} <==\n{produced}{ending if i < len(sources) - 1 else ending[1:]}")
+            else:
+                emit(produced)
         ledger.record(result)
         result.path = source.display
         results.append(result)

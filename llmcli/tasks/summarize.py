@@ -6,13 +6,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from llmcli.chat import Chat
 from llmcli.chunking import chunk_text
 from llmcli.engine import Engine
 from llmcli.errors import ContextOverflowError, UsageError
 from llmcli.prompts import LENGTH_WORDS, PROMPTS, STYLES
 from llmcli.sampling import SamplingConfig
+from llmcli.tasks.asking import Asker
 from llmcli.templates import ChatTemplate
+from llmcli.tidy import tidy_summary
 
 STRATEGIES = ("auto", "stuff", "map-reduce", "refine")
 MARGIN = 16  # tokens of slack for template markers around the document
@@ -77,6 +78,7 @@ class Summarizer:
         options: SummaryOptions,
         prompts: dict[str, str] | None = None,
         notify: Callable[[str], None] | None = None,
+        lookup: int = 0,
     ) -> None:
         options.validate()
         self.engine, self.options = engine, options
@@ -84,19 +86,15 @@ class Summarizer:
         self.notify = notify or (lambda _m: None)
         words = options.target_words
         self.sampling = replace(sampling, max_tokens=sampling.max_tokens or int(words * 2.5) + 64)
-        self.chat = Chat(engine, template, self.sampling, system=self.prompts["summarize_system"])
-        self._calls = self._prompt_tokens = self._generated = 0
+        self.asker = Asker(engine, template, self.sampling, self.prompts["summarize_system"], lookup)
 
     def count(self, text: str) -> int:
-        return len(self.engine.tokenize(text, add_special=False))
+        return self.asker.count(text)
 
     def budget(self, key: str, **extra: str) -> int:
         """Tokens left for the document in prompt `key` (after instructions, template and the answer)."""
         empty = self.prompts[key].format(document="", **extra, **self.options.fields())
-        overhead = self.chat.template.render(
-            [{"role": "system", "content": self.chat.system or ""}, {"role": "user", "content": empty}]
-        )
-        room = self.engine.n_ctx - self.count(overhead) - (self.sampling.max_tokens or 0) - MARGIN
+        room = self.engine.n_ctx - self.asker.overhead(empty) - (self.sampling.max_tokens or 0) - MARGIN
         if room < 64:
             raise ContextOverflowError(
                 f"the context ({self.engine.n_ctx:,} tokens) leaves no room for a document after the "
@@ -106,21 +104,13 @@ class Summarizer:
         return room
 
     def _ask(self, key: str, **fields: str) -> str:
-        self.chat.clear()
-        text = "".join(self.chat.ask(self.prompts[key].format(**fields, **self.options.fields())))
-        turn = self.chat.turn
-        assert turn is not None
-        if turn.completion.finish_reason == "interrupted":
-            raise KeyboardInterrupt
-        self._calls += 1
-        self._prompt_tokens += turn.completion.stats.prompt_tokens
-        self._generated += turn.completion.stats.generated_tokens
-        return text.strip()
+        completion = self.asker.ask(self.prompts[key].format(**fields, **self.options.fields()))
+        return tidy_summary(completion.text)
 
     def summarize(self, text: str) -> SummaryResult:
         """The summary of text, never silently truncated."""
         start = time.perf_counter()
-        self._calls = self._prompt_tokens = self._generated = 0
+        self.asker.reset_counts()
         strategy, budget = self.options.strategy, self.budget("summarize")
         size = self.count(text)
         if strategy == "auto":
@@ -141,9 +131,9 @@ class Summarizer:
             summary,
             strategy,
             chunks,
-            self._calls,
-            self._prompt_tokens,
-            self._generated,
+            self.asker.calls,
+            self.asker.prompt_tokens,
+            self.asker.generated_tokens,
             time.perf_counter() - start,
         )
 

@@ -1,0 +1,70 @@
+"""What summarize and translate share: reading their inputs, and running and reporting a batch."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import typer
+
+from llmcli.documents import Source
+from llmcli.environment import Environment
+from llmcli.errors import ExitCode, UsageError
+from llmcli.tasks.batch import Output
+
+
+def read_inputs(env: Environment, paths: list[str] | None, verb: str) -> tuple[list[Source], bytes | None]:
+    """The sources that paths name, or standard input when none (an error on a terminal)."""
+    from llmcli.documents import collect_sources
+
+    if paths:
+        return collect_sources(paths), None
+    if env.stdin_isatty:
+        raise UsageError(f"nothing to {verb}", hint="pass files or folders, or pipe text into stdin")
+    return [Source(None, "<stdin>", Path("stdin.txt"))], env.stdin.read()
+
+
+def run_documents(
+    env: Environment,
+    sources: list[Source],
+    process: Callable[[str], tuple[str, int]],
+    output: Output,
+    *,
+    settings: str,
+    force: bool,
+    stdin: bytes | None,
+    done_word: str,
+) -> None:
+    """Run a batch with progress on stderr; report it; exit 1 if a file failed, 130 on Ctrl-C."""
+    from llmcli.render import BatchProgress, note
+    from llmcli.tasks.batch import run_batch
+
+    to_files = output.out_dir is not None or output.jsonl is not None
+    progress = BatchProgress(env) if len(sources) > 1 or to_files else None
+    try:
+        results = run_batch(
+            sources,
+            process,
+            output,
+            settings=settings,
+            force=force,
+            stdin=stdin,
+            emit=env.write,
+            progress=progress,
+        )
+    except KeyboardInterrupt:
+        if progress:
+            progress.close()
+        note(env, "interrupted: finished files are kept; run the same command again to continue")
+        raise typer.Exit(ExitCode.INTERRUPTED) from None
+    if progress:
+        progress.close()
+    failed = [r for r in results if r.status == "failed"]
+    if len(results) > 1 or to_files:
+        done = sum(r.status == "done" for r in results)
+        skipped = sum(r.status == "skipped" for r in results)
+        note(env, f"{done} {done_word}, {skipped} already done, {len(failed)} failed")
+    for r in failed:
+        note(env, f"failed: {r.path}: {r.error}", error=True)
+    if failed:
+        raise typer.Exit(ExitCode.ERROR)

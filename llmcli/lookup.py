@@ -1,0 +1,86 @@
+"""Prompt-lookup drafting: guess the next tokens by finding the context's last n-gram earlier in it.
+
+Summaries, translations of names and code, and chat answers quoting the prompt copy long runs of
+tokens from their context. When the last few tokens occurred before, the tokens that followed
+them then are a cheap draft, which the model verifies in one batched decode (`engine.py`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+MAX_NGRAM = 3
+MIN_NGRAM = 2  # a single repeated token ("the", ",") predicts too little to be worth verifying
+
+
+class NgramIndex:
+    """The tokens so far, and where each recent n-gram last ended, for O(1) draft lookups."""
+
+    def __init__(self, tokens: Iterable[int] = ()) -> None:
+        self.tokens: list[int] = []
+        self._ends: dict[tuple[int, ...], int] = {}
+        for token in tokens:
+            self.append(token)
+
+    def append(self, token: int) -> None:
+        """Add the next token of the context."""
+        tokens = self.tokens
+        # Index the n-grams that end just before this token: they now have a continuation.
+        end = len(tokens)
+        for n in range(MIN_NGRAM, MAX_NGRAM + 1):
+            if end >= n:
+                self._ends[tuple(tokens[end - n : end])] = end
+        tokens.append(token)
+
+    def draft(self, limit: int) -> list[int]:
+        """Up to limit tokens that followed the latest earlier occurrence of the longest matching suffix."""
+        tokens = self.tokens
+        for n in range(MAX_NGRAM, MIN_NGRAM - 1, -1):
+            if len(tokens) < n:
+                continue
+            start = self._ends.get(tuple(tokens[-n:]))
+            if start is not None and start < len(tokens):
+                return tokens[start : start + limit]
+        return []
+
+
+class DraftBudget:
+    """How many tokens to draft next: grows while drafts are accepted, backs off when they are not.
+
+    A rejected draft costs a little (the batch carried tokens that were thrown away), so after
+    failures drafting pauses for a growing number of steps: on text with no repeats it almost
+    never runs, and plain decoding speed is kept.
+    """
+
+    def __init__(self, max_tokens: int) -> None:
+        self.max_tokens = max_tokens
+        self.size = min(4, max_tokens)
+        self._pause = 0
+        self._backoff = 1
+        self.drafted = self.accepted = 0
+
+    def next_size(self) -> int:
+        """Tokens to draft at this step (0: decode plainly)."""
+        if self._pause > 0:
+            self._pause -= 1
+            return 0
+        return self.size
+
+    def record(self, drafted: int, accepted: int) -> None:
+        """The outcome of one verification."""
+        self.drafted += drafted
+        self.accepted += accepted
+        if accepted == drafted:
+            self.size = min(self.max_tokens, self.size * 2)
+            self._backoff = 1
+        elif accepted == 0:
+            self.size = max(1, self.size // 2)
+            self._pause = self._backoff
+            self._backoff = min(self._backoff * 2, 64)
+        else:
+            self.size = max(1, accepted + 1)
+            self._backoff = 1
+
+    @property
+    def acceptance(self) -> float:
+        return self.accepted / self.drafted if self.drafted else 0.0

@@ -1,0 +1,166 @@
+"""`bench`: llama-bench's pp and tg tests, measured through the engine's own generation path.
+
+pp N evaluates a prompt of N random tokens from an empty KV cache; its speed comes from llama.cpp's
+counters and its time to first token from the wall clock. tg N generates N tokens greedily, past
+end-of-generation tokens, after a one-token prompt (BOS where the model adds one, like llama-bench):
+that prompt and the N - 1 decodes after it are N single-token evaluations at positions 0..N-1,
+exactly what llama-bench's tg N times.
+"""
+
+from __future__ import annotations
+
+import random
+import statistics
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from llmcli.engine import LocalEngine, Stats
+from llmcli.errors import UsageError
+from llmcli.sampling import SamplingConfig
+
+PROMPT_SEED = 1234
+
+
+@dataclass(frozen=True)
+class BenchPlan:
+    """Which tests to run (0 tokens skips one) and how often, each after one uncounted warm-up run."""
+
+    prompt_tokens: int = 512
+    gen_tokens: int = 128
+    repetitions: int = 3
+
+    def validate(self) -> None:
+        """Raise UsageError for counts that describe no benchmark."""
+        checks = [
+            (self.prompt_tokens >= 0, f"--prompt-tokens must be >= 0, got {self.prompt_tokens}"),
+            (self.gen_tokens >= 0, f"--gen-tokens must be >= 0, got {self.gen_tokens}"),
+            (self.prompt_tokens + self.gen_tokens > 0, "--prompt-tokens and --gen-tokens are both 0"),
+            (self.repetitions > 0, f"--repetitions must be > 0, got {self.repetitions}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise UsageError(message)
+
+    def check_context(self, n_ctx: int) -> None:
+        """The context must hold the prompt plus the generation, as llama-bench sizes its own."""
+        need = self.prompt_tokens + max(self.gen_tokens, 1)  # pp samples one token after its prompt
+        if need > n_ctx:
+            raise UsageError(
+                f"the context holds {n_ctx:,} tokens but -p {self.prompt_tokens} -n {self.gen_tokens} "
+                f"need {need:,}",
+                hint=f"pass --ctx {need} or more, or lower -p/-n",
+            )
+
+
+@dataclass
+class TestResult:
+    """One test over its repetitions: tokens/s per run, and time to first token for pp."""
+
+    name: str  # pp512, tg128: llama-bench's names
+    n_prompt: int
+    n_gen: int
+    samples_ts: list[float]
+    samples_ttft_ms: list[float] = field(default_factory=list)
+
+    @property
+    def avg_ts(self) -> float:
+        return statistics.mean(self.samples_ts)
+
+    @property
+    def stddev_ts(self) -> float:
+        return _stddev(self.samples_ts)
+
+    @property
+    def avg_ttft_ms(self) -> float:
+        return statistics.mean(self.samples_ttft_ms)
+
+    @property
+    def stddev_ttft_ms(self) -> float:
+        return _stddev(self.samples_ttft_ms)
+
+    def to_dict(self) -> dict[str, object]:
+        data: dict[str, object] = {
+            "name": self.name,
+            "n_prompt": self.n_prompt,
+            "n_gen": self.n_gen,
+            "avg_ts": round(self.avg_ts, 3),
+            "stddev_ts": round(self.stddev_ts, 3),
+            "samples_ts": [round(v, 3) for v in self.samples_ts],
+        }
+        if self.samples_ttft_ms:
+            data["avg_ttft_ms"] = round(self.avg_ttft_ms, 3)
+            data["stddev_ttft_ms"] = round(self.stddev_ttft_ms, 3)
+            data["samples_ttft_ms"] = [round(v, 3) for v in self.samples_ttft_ms]
+        return data
+
+
+def _stddev(values: list[float]) -> float:
+    """Sample standard deviation, as llama-bench reports it (0 for a single run)."""
+    return statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def random_tokens(engine: LocalEngine, n: int, seed: int = PROMPT_SEED) -> list[int]:
+    """n tokens drawn from the vocabulary with a fixed seed, after BOS where the model adds one.
+
+    Control and end-of-generation tokens are skipped (they render as no text): real prompts hold none.
+    """
+    rng = random.Random(seed)
+    tokens = engine.tokenize("")[:n]  # [BOS] for models that add it, else nothing
+    while len(tokens) < n:
+        token = rng.randrange(engine.n_vocab)
+        if not engine.is_eog(token) and engine.token_bytes(token):
+            tokens.append(token)
+    return tokens
+
+
+def _run(engine: LocalEngine, prompt: list[int], n_gen: int) -> Stats:
+    """One greedy generation of exactly n_gen tokens after prompt, from an empty KV cache."""
+    engine.reset()
+    completion = engine.generate(
+        prompt, SamplingConfig(temperature=0.0, max_tokens=n_gen, ignore_eos=True)
+    ).run()
+    return completion.stats
+
+
+def bench_prompt(engine: LocalEngine, n_prompt: int, repetitions: int) -> TestResult:
+    """pp N: prompt tokens/s from llama.cpp's counters, and wall-clock time to the first token."""
+    prompt = random_tokens(engine, n_prompt)
+    _run(engine, prompt, 1)
+    runs = [_run(engine, prompt, 1) for _ in range(repetitions)]
+    return TestResult(f"pp{n_prompt}", n_prompt, 0, [s.prompt_tps for s in runs], [s.ttft_ms for s in runs])
+
+
+def bench_gen(engine: LocalEngine, n_gen: int, repetitions: int) -> TestResult:
+    """tg N: N single-token evaluations (the one-token prompt, then N - 1 decodes) per second."""
+    prompt = random_tokens(engine, 1)
+    _run(engine, prompt, n_gen)
+    runs = [_run(engine, prompt, n_gen) for _ in range(repetitions)]
+    return TestResult(f"tg{n_gen}", 0, n_gen, [n_gen / (s.prompt_ms + s.decode_ms) * 1000 for s in runs])
+
+
+def run_bench(
+    engine: LocalEngine, plan: BenchPlan, progress: Callable[[str], None] = lambda _text: None
+) -> list[TestResult]:
+    """Run the plan's pp then tg test on engine; progress hears the name of each test as it starts."""
+    plan.validate()
+    plan.check_context(engine.n_ctx)
+    runs = f"warm-up + {plan.repetitions} run{'s' if plan.repetitions > 1 else ''}"
+    results = []
+    if plan.prompt_tokens:
+        progress(f"pp{plan.prompt_tokens} ({runs})")
+        results.append(bench_prompt(engine, plan.prompt_tokens, plan.repetitions))
+    if plan.gen_tokens:
+        progress(f"tg{plan.gen_tokens} ({runs})")
+        results.append(bench_gen(engine, plan.gen_tokens, plan.repetitions))
+    return results
+
+
+def peak_rss_bytes() -> int | None:
+    """This process's peak resident memory (model pages read through mmap included); None on Windows."""
+    try:
+        import resource
+    except ImportError:
+        return None
+    peak = int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+    return peak if sys.platform == "darwin" else peak * 1024  # macOS counts bytes, Linux KiB

@@ -1,0 +1,190 @@
+"""Translate one document segment by segment, keeping its structure exactly.
+
+The document is split into a fixed skeleton (blank lines, Markdown markers, code blocks, table
+pipes) and the text segments between them (`markup.py`). Each segment is translated on its own
+under one system prompt whose KV stays cached; a segment longer than the budget is split at
+sentence boundaries first. The answers are cleaned of chatter (`tidy.py`) and put back into the
+skeleton, so the output has exactly the input's paragraphs, lines and code.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from llmcli.chunking import chunk_text
+from llmcli.engine import Engine
+from llmcli.errors import ContextOverflowError, UsageError
+from llmcli.languages import Language, detect_language
+from llmcli.markup import parse
+from llmcli.prompts import PROMPTS
+from llmcli.sampling import SamplingConfig
+from llmcli.tasks.asking import Asker
+from llmcli.templates import ChatTemplate
+from llmcli.tidy import tidy_translation
+
+MAX_SEGMENT_TOKENS = 384  # small models translate long passages worse than several short ones
+MARGIN = 16
+_CJK = re.compile(r"[\u3000-\u30ff\u3400-\u9fff\uac00-\ud7af\uf900-\ufaff\uff00-\uffef]")
+
+
+@dataclass(frozen=True)
+class TranslateOptions:
+    """Into which language, from which (detected when None), with which fixed term translations."""
+
+    target: Language
+    source: Language | None = None
+    glossary: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass
+class TranslationResult:
+    """A finished translation and what it took."""
+
+    text: str
+    source: Language | None
+    segments: int
+    calls: int
+    prompt_tokens: int
+    generated_tokens: int
+    seconds: float
+
+
+def load_glossary(path: Path) -> tuple[tuple[str, str], ...]:
+    """Term pairs from a TSV file (`term<TAB>translation`; blank lines and `#` comments skipped)."""
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except OSError as exc:
+        raise UsageError(f"cannot read the glossary {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"the glossary {path} is not UTF-8 text") from None
+    pairs: list[tuple[str, str]] = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        cells = [c.strip() for c in line.split("\t")]
+        if len(cells) != 2 or not all(cells):
+            raise UsageError(
+                f"{path}:{number}: expected `term<TAB>translation`, got {line!r}",
+                hint="one pair per line, separated by a tab character",
+            )
+        pairs.append((cells[0], cells[1]))
+    return tuple(pairs)
+
+
+def glossary_terms(glossary: tuple[tuple[str, str], ...], text: str) -> list[tuple[str, str]]:
+    """The glossary pairs whose term occurs in text (whole words, case-insensitive)."""
+    found = []
+    for term, translation in glossary:
+        edge = r"\b" if re.match(r"\w", term[0]) and not _CJK.match(term[0]) else ""
+        end = r"\b" if re.match(r"\w", term[-1]) and not _CJK.match(term[-1]) else ""
+        if re.search(edge + re.escape(term) + end, text, re.IGNORECASE):
+            found.append((term, translation))
+    return found
+
+
+def join_parts(parts: list[str]) -> str:
+    """Translated pieces of one segment, joined by a space except between CJK characters."""
+    text = ""
+    for part in parts:
+        glue = "" if not text or (_CJK.match(text[-1]) and _CJK.match(part[:1] or " ")) else " "
+        text += glue + part
+    return text
+
+
+class Translator:
+    """Translates documents with one engine; the instruction prefix stays in the KV cache."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        template: ChatTemplate,
+        sampling: SamplingConfig,
+        options: TranslateOptions,
+        prompts: dict[str, str] | None = None,
+        notify: Callable[[str], None] | None = None,
+        lookup: int = 0,
+    ) -> None:
+        self.engine, self.options, self.sampling = engine, options, sampling
+        self.prompts = prompts or PROMPTS
+        self.notify = notify or (lambda _m: None)
+        system = self.prompts["translate_system"].format(target=options.target.name)
+        self.asker = Asker(engine, template, sampling, system, lookup)
+        self._source: Language | None = None
+
+    def _message(self, text: str) -> str:
+        source = self._source
+        terms = glossary_terms(self.options.glossary, text)
+        glossary = (
+            " Translate these terms exactly as given: "
+            + "; ".join(f"{term} → {translation}" for term, translation in terms)
+            + "."
+            if terms
+            else ""
+        )
+        return self.prompts["translate"].format(
+            document=text,
+            target=self.options.target.name,
+            source=f" from {source.name}" if source else "",
+            glossary=glossary,
+        )
+
+    def budget(self) -> int:
+        """Tokens a source piece may have so that it, the instructions and its translation fit."""
+        overhead = self.asker.overhead(self._message(""))
+        # The answer may take up to twice the source's tokens (scripts differ in tokens per word).
+        room = (self.engine.n_ctx - overhead - MARGIN - 32) // 3
+        if room < 16:
+            raise ContextOverflowError(
+                f"the context ({self.engine.n_ctx:,} tokens) leaves no room to translate after the "
+                "instructions",
+                hint="raise --ctx",
+            )
+        return min(room, MAX_SEGMENT_TOKENS)
+
+    def _translate_piece(self, text: str) -> str:
+        size = self.asker.count(text)
+        limit = 2 * size + 32
+        if self.sampling.max_tokens:
+            limit = min(limit, self.sampling.max_tokens)
+        completion = self.asker.ask(self._message(text), max_tokens=limit)
+        if completion.finish_reason in ("length", "context"):
+            self.notify(f"a segment's translation hit the {limit}-token limit; it may be cut short")
+        return tidy_translation(completion.text, text)
+
+    def translate(self, text: str) -> TranslationResult:
+        """The translation of text with its structure kept."""
+        start = time.perf_counter()
+        self.asker.reset_counts()
+        target = self.options.target
+        self._source = self.options.source or detect_language(text)
+        if self.options.source is None:
+            found = f"{self._source.name} (detected)" if self._source else "unknown (not detected)"
+            self.notify(f"source language: {found}")
+        layout = parse(text)
+        if self._source is not None and self._source.code == target.code:
+            self.notify(f"the text is already in {target.name}: copied unchanged")
+            return TranslationResult(text, self._source, len(layout.segments), 0, 0, 0, 0.0)
+        budget = self.budget()
+        self.notify(f"plan: {len(layout.segments)} segments, pieces of at most {budget:,} tokens")
+        done: dict[str, str] = {}
+        translations = []
+        for segment in layout.segments:
+            if segment.text not in done:
+                parts = [segment.text]
+                if self.asker.count(segment.text) > budget:
+                    parts = [c.text.strip() for c in chunk_text(segment.text, self.asker.count, budget)]
+                done[segment.text] = join_parts([self._translate_piece(p) for p in parts])
+            translations.append(done[segment.text])
+        return TranslationResult(
+            layout.render(translations),
+            self._source,
+            len(layout.segments),
+            self.asker.calls,
+            self.asker.prompt_tokens,
+            self.asker.generated_tokens,
+            time.perf_counter() - start,
+        )
