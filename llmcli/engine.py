@@ -494,20 +494,26 @@ class LocalEngine:
             budget = DraftBudget(lookup)
             n_past = len(tokens)
             token = choose(-1)
-            while True:
-                # `token` was sampled from the logits after n_past tokens and is not in the cache yet.
+
+            def take(token: int) -> str:
+                """Count and record a generated token; its text. Sets finish_reason at EOG or a stop."""
                 stats.generated_tokens += 1
                 if stats.generated_tokens == 1:
                     stats.ttft_ms = (time.perf_counter() - start) * 1000
                 if not banned and self.is_eog(token):
                     gen.finish_reason = "stop"
-                    break
+                    return ""
                 gen.tokens.append(token)
                 piece, stopped = text.feed(self.token_bytes(token))
-                if piece:
-                    yield piece
                 if stopped:
                     gen.finish_reason = "stop"
+                return piece
+
+            while True:
+                # `token` was sampled from the logits after n_past tokens and is not in the cache yet.
+                if piece := take(token):
+                    yield piece
+                if gen.finish_reason is not None:
                     break
                 if limit is not None and stats.generated_tokens >= limit:
                     gen.finish_reason = "length"
@@ -534,18 +540,11 @@ class LocalEngine:
                 while accepted < len(drafts) and token == drafts[accepted]:
                     # The model agrees with the draft here; emit it like any sampled token.
                     accepted += 1
-                    stats.generated_tokens += 1
-                    if not banned and self.is_eog(token):
-                        gen.finish_reason = "stop"
-                        break
-                    gen.tokens.append(token)
-                    index.append(token)  # type: ignore[union-attr]
-                    piece, stopped = text.feed(self.token_bytes(token))
-                    if piece:
+                    if piece := take(token):
                         yield piece
-                    if stopped:
-                        gen.finish_reason = "stop"
+                    if gen.finish_reason is not None:
                         break
+                    index.append(token)  # type: ignore[union-attr]
                     n_past += 1
                     token = choose(accepted)
                 budget.record(len(drafts), accepted)

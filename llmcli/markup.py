@@ -585,6 +585,16 @@ def _units(text: str) -> list[tuple[str, str]]:
     return units
 
 
+def is_cjk(char: str) -> bool:
+    """True for a Chinese, Japanese or Korean character (or fullwidth form): words need no spaces."""
+    return bool(_CJK_CHAR.match(char))
+
+
+def join_lines(text: str) -> str:
+    """Text on one line: a space between words, none between two CJK characters."""
+    return _join(_units(text))
+
+
 def _join(units: list[tuple[str, str]]) -> str:
     return "".join(sep + unit for sep, unit in units).lstrip()
 

@@ -65,6 +65,7 @@ def run_documents(
         skipped = sum(r.status == "skipped" for r in results)
         note(env, f"{done} {done_word}, {skipped} already done, {len(failed)} failed")
     for r in failed:
-        note(env, f"failed: {r.path}: {r.error}", error=True)
+        # One input: a plain error line, like any other command's (the message names the input).
+        note(env, f"error: {r.error}" if len(results) == 1 else f"failed: {r.path}: {r.error}", error=True)
     if failed:
         raise typer.Exit(ExitCode.ERROR)

@@ -19,7 +19,7 @@ from llmcli.chunking import chunk_text
 from llmcli.engine import Engine
 from llmcli.errors import ContextOverflowError, UsageError
 from llmcli.languages import Language, detect_language
-from llmcli.markup import parse
+from llmcli.markup import is_cjk, join_lines, parse
 from llmcli.prompts import PROMPTS
 from llmcli.sampling import SamplingConfig
 from llmcli.tasks.asking import Asker
@@ -28,7 +28,6 @@ from llmcli.tidy import tidy_translation
 
 MAX_SEGMENT_TOKENS = 384  # small models translate long passages worse than several short ones
 MARGIN = 16
-_CJK = re.compile(r"[\u3000-\u30ff\u3400-\u9fff\uac00-\ud7af\uf900-\ufaff\uff00-\uffef]")
 
 
 @dataclass(frozen=True)
@@ -79,8 +78,8 @@ def glossary_terms(glossary: tuple[tuple[str, str], ...], text: str) -> list[tup
     """The glossary pairs whose term occurs in text (whole words, case-insensitive)."""
     found = []
     for term, translation in glossary:
-        edge = r"\b" if re.match(r"\w", term[0]) and not _CJK.match(term[0]) else ""
-        end = r"\b" if re.match(r"\w", term[-1]) and not _CJK.match(term[-1]) else ""
+        edge = r"\b" if re.match(r"\w", term[0]) and not is_cjk(term[0]) else ""
+        end = r"\b" if re.match(r"\w", term[-1]) and not is_cjk(term[-1]) else ""
         if re.search(edge + re.escape(term) + end, text, re.IGNORECASE):
             found.append((term, translation))
     return found
@@ -88,11 +87,7 @@ def glossary_terms(glossary: tuple[tuple[str, str], ...], text: str) -> list[tup
 
 def join_parts(parts: list[str]) -> str:
     """Translated pieces of one segment, joined by a space except between CJK characters."""
-    text = ""
-    for part in parts:
-        glue = "" if not text or (_CJK.match(text[-1]) and _CJK.match(part[:1] or " ")) else " "
-        text += glue + part
-    return text
+    return join_lines("\n".join(parts))
 
 
 class Translator:
