@@ -244,6 +244,20 @@ def parse_gpu_layers(value: str | int | None) -> int | None:
     return n
 
 
+def _nll(logits: Any, targets: Sequence[int]) -> Any:
+    """-log softmax(row)[target] for each logits row, max-shifted with double sums like llama-perplexity."""
+    import numpy as np
+
+    out = np.empty(len(targets))
+    for i in range(0, len(targets), 64):  # 64 rows at a time bounds the temporaries
+        rows = logits[i : i + 64]
+        peak = rows.max(axis=1)
+        sums = np.exp(rows - peak[:, None]).sum(axis=1, dtype=np.float64)
+        picked = rows[np.arange(len(rows)), targets[i : i + 64]] - peak
+        out[i : i + len(rows)] = np.log(sums) - picked
+    return out
+
+
 # --- the local engine -------------------------------------------------------------------------
 
 
@@ -575,6 +589,35 @@ class LocalEngine:
         self._decode(tokens[cached:], cached)
         return np.ctypeslib.as_array(self._lib.llama_get_logits(self._ctx), shape=(self.n_vocab,)).copy()
 
+    def score(self, tokens: Sequence[int], first: int) -> Any:
+        """Negative log-likelihoods (numpy, nats) of tokens[first + 1:], each given all tokens before it.
+
+        The tokens are evaluated from an empty cache at positions 0.., as one window; logits are
+        requested only for positions first..len-2, so memory stays at a batch of rows.
+        """
+        import numpy as np
+
+        tokens = list(tokens)
+        if len(tokens) > self.n_ctx:
+            raise ContextOverflowError(
+                f"a window of {len(tokens):,} tokens does not fit the context of {self.n_ctx:,}",
+                hint="raise --ctx",
+            )
+        if self._active is not None:
+            self._active.close()
+        self._lib.llama_memory_clear(self._mem, True)
+        self._kv.clear()
+        parts = []
+        for offset in range(0, len(tokens), self.n_batch):
+            chunk = tokens[offset : offset + self.n_batch]
+            lo, hi = max(first - offset, 0), min(len(chunk), len(tokens) - 1 - offset)
+            self._submit(chunk, offset, lo, hi)
+            if hi > lo:
+                logits = self._lib.llama_get_logits(self._ctx)
+                rows = np.ctypeslib.as_array(logits, shape=(hi - lo, self.n_vocab))
+                parts.append(_nll(rows, tokens[offset + lo + 1 : offset + hi + 1]))
+        return np.concatenate(parts) if parts else np.zeros(0)
+
     def _eog_tokens(self) -> list[int]:
         if self._eog is None:
             self._eog = [t for t in range(self.n_vocab) if self.is_eog(t)]
@@ -667,26 +710,23 @@ class LocalEngine:
 
     def _decode(self, tokens: Sequence[int], start: int) -> None:
         """Evaluate tokens at positions start.. in batches; logits only for the last one."""
-        batch, lib = self._batch, self._lib
         for offset in range(0, len(tokens), self.n_batch):
             chunk = tokens[offset : offset + self.n_batch]
-            n = len(chunk)
-            ctypes.memmove(batch.token, array("i", chunk).tobytes(), 4 * n)
-            pos0 = start + offset
-            ctypes.memmove(batch.pos, array("i", range(pos0, pos0 + n)).tobytes(), 4 * n)
-            ctypes.memset(batch.logits, 0, n)
-            last = offset + n == len(tokens)
-            batch.logits[n - 1] = last
-            batch.n_tokens = n
-            self._check(lib.llama_decode(self._ctx, batch))
-            self._kv.extend(chunk)
+            last = offset + len(chunk) == len(tokens)
+            self._submit(chunk, start + offset, len(chunk) - last, len(chunk))
 
     def _decode_rows(self, tokens: list[int], start: int) -> None:
         """Evaluate a few tokens (fewer than a batch) at positions start.., with logits for each."""
+        self._submit(tokens, start, 0, len(tokens))
+
+    def _submit(self, tokens: Sequence[int], start: int, lo: int, hi: int) -> None:
+        """One llama_decode of at most n_batch tokens at positions start..; logits for rows lo..hi-1."""
         batch, n = self._batch, len(tokens)
         ctypes.memmove(batch.token, array("i", tokens).tobytes(), 4 * n)
         ctypes.memmove(batch.pos, array("i", range(start, start + n)).tobytes(), 4 * n)
-        ctypes.memset(batch.logits, 1, n)
+        ctypes.memset(batch.logits, 0, n)
+        if hi > lo:
+            ctypes.memset(ctypes.addressof(batch.logits.contents) + lo, 1, hi - lo)
         batch.n_tokens = n
         self._check(self._lib.llama_decode(self._ctx, batch))
         self._kv.extend(tokens)

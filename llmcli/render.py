@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from typing import Any
 
 from llmcli.engine import Completion, Stats
@@ -150,14 +151,15 @@ def chat_screen(env: Environment, plain: bool) -> PlainScreen:
 class BatchProgress:
     """Files done/total, the current file and ETA on stderr (a bar on a terminal, lines otherwise)."""
 
-    def __init__(self, env: Environment) -> None:
+    def __init__(self, env: Environment, *, lines: bool = True) -> None:
         self.env = env
+        self.lines = lines  # off the terminal: a line per item, or nothing (items too many to list)
         self._bar: Any = None
         self._task: Any = None
 
     def __call__(self, done: int, total: int, current: str) -> None:
         if not self.env.stderr_isatty:
-            if current:
+            if current and self.lines:
                 note(self.env, f"[{done + 1}/{total}] {current}")
             return
         if self._bar is None:
@@ -181,3 +183,22 @@ class BatchProgress:
         if self._bar is not None:
             self._bar.stop()
             self._bar = None
+
+
+def _width(text: str) -> int:
+    """Terminal columns of text: East Asian wide and fullwidth characters take two."""
+    return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
+
+
+def markdown_table(rows: list[dict[str, str]], left: tuple[str, ...] = ("model",)) -> str:
+    """A Markdown table laid out like llama-bench's: `left` columns left-aligned, the rest right."""
+    heads = list(rows[0])
+    widths = {h: max(_width(h), *(_width(r[h]) for r in rows)) for h in heads}
+
+    def line(cells: dict[str, str]) -> str:
+        pads = {h: " " * (widths[h] - _width(cells[h])) for h in heads}
+        aligned = (cells[h] + pads[h] if h in left else pads[h] + cells[h] for h in heads)
+        return "| " + " | ".join(aligned) + " |"
+
+    rule = {h: "-" * widths[h] if h in left else "-" * (widths[h] - 1) + ":" for h in heads}
+    return "\n".join([line({h: h for h in heads}), line(rule), *map(line, rows)])

@@ -30,19 +30,6 @@ def _backend(system_info: str) -> str:
     return ",".join(gpus) or "GPU"
 
 
-def _table(rows: list[dict[str, str]]) -> str:
-    """A Markdown table laid out like llama-bench's: the model column left-aligned, the rest right."""
-    heads = list(rows[0])
-    widths = {h: max(len(h), *(len(r[h]) for r in rows)) for h in heads}
-
-    def line(cells: dict[str, str]) -> str:
-        aligned = (cells[h].ljust(widths[h]) if h == "model" else cells[h].rjust(widths[h]) for h in heads)
-        return "| " + " | ".join(aligned) + " |"
-
-    rule = {h: "-" * widths[h] if h == "model" else "-" * (widths[h] - 1) + ":" for h in heads}
-    return "\n".join([line({h: h for h in heads}), line(rule), *map(line, rows)])
-
-
 @app.command(
     epilog="Compare with `llama-bench -m MODEL -p P -n N -r R -t THREADS -fa 1` (or -fa 0 to match "
     "--flash-attn off): its tests also start from an empty cache, but its flash attention defaults to "
@@ -82,7 +69,7 @@ def bench(
 
     from llmcli.engine import build_info, parse_flash_attn
     from llmcli.environment import Environment
-    from llmcli.render import DownloadBar, note
+    from llmcli.render import DownloadBar, markdown_table, note
     from llmcli.runtime import load_model
     from llmcli.tasks.bench import BenchPlan, peak_rss_bytes, run_bench
 
@@ -144,7 +131,7 @@ def bench(
         "fa": "on" if flash else "off",
     }
     rows = [{**common, "test": r.name, "t/s": f"{r.avg_ts:.2f} ± {r.stddev_ts:.2f}"} for r in results]
-    lines = [_table(rows), ""]
+    lines = [markdown_table(rows), ""]
     lines += [
         f"time to first token ({r.name}): {r.avg_ttft_ms:.1f} ± {r.stddev_ttft_ms:.1f} ms"
         for r in results

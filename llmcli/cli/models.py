@@ -9,6 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from llmcli.cli.app import app
+from llmcli.cli.options import JsonOut
 
 models_app = typer.Typer(help="List, download, inspect and remove models.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
@@ -19,7 +20,6 @@ Ref = Annotated[
         help="Alias, alias:QUANT, owner/repo:QUANT, owner/repo/file.gguf or path.", show_default=False
     ),
 ]
-JsonOut = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
 
 def _human(size: int) -> str:

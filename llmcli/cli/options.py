@@ -37,6 +37,16 @@ FlashAttn = Annotated[
         show_default="auto: on with GPU offload, off on the CPU where it slows decoding at depth",
     ),
 ]
+Models = Annotated[
+    list[str] | None,
+    typer.Option(
+        "-m",
+        "--model",
+        help="Model to run; repeat to compare models. [env: LLMCLI_MODEL]",
+        show_default=False,
+    ),
+]
+JsonOut = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 Verbose = Annotated[bool, typer.Option("--verbose", help="Show llama.cpp's own log on stderr.")]
 
 # --- sampling options --------------------------------------------------------------------------
