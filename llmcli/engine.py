@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import ctypes
 import os
+import queue
 import threading
 import time
 from array import array
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -258,6 +260,32 @@ def _nll(logits: Any, targets: Sequence[int]) -> Any:
     return out
 
 
+class _Output:
+    """One generation's sampled tokens turned into text: counts, end-of-generation and stop strings.
+
+    take(token) returns the text the token completes and sets gen.finish_reason at EOG or a stop.
+    """
+
+    def __init__(self, engine: LocalEngine, gen: Generation, start: float) -> None:
+        self.engine, self.gen, self.start = engine, gen, start
+        self.text = TextAssembler(gen.sampling.stop)
+        self.eog_ends = not gen.sampling.ignore_eos
+
+    def take(self, token: int) -> str:
+        gen, stats = self.gen, self.gen.stats
+        stats.generated_tokens += 1
+        if stats.generated_tokens == 1:
+            stats.ttft_ms = (time.perf_counter() - self.start) * 1000
+        if self.eog_ends and self.engine.is_eog(token):
+            gen.finish_reason = "stop"
+            return ""
+        gen.tokens.append(token)
+        piece, stopped = self.text.feed(self.engine.token_bytes(token))
+        if stopped:
+            gen.finish_reason = "stop"
+        return piece
+
+
 # --- the local engine -------------------------------------------------------------------------
 
 
@@ -337,13 +365,13 @@ class LocalEngine:
         self._mem = lib.llama_get_memory(ctx)
         self.n_ctx = int(lib.llama_n_ctx(ctx))
         self.n_batch = int(lib.llama_n_batch(ctx))
+        self.n_seq_max = options.n_seq_max
         self.n_threads = threads
         self.gpu_layers = int(mparams.n_gpu_layers)
         self._batch = lib.llama_batch_init(self.n_batch, 0, 1)
         for i in range(self.n_batch):
             self._batch.n_seq_id[i] = 1
             self._batch.seq_id[i][0] = 0
-        self._piece_buf = ctypes.create_string_buffer(256)
         self._pieces: dict[int, bytes] = {}
         self._special_pieces: dict[int, bytes] = {}
         self._kv: list[int] = []  # tokens whose K/V are in the cache for sequence 0, in order
@@ -409,14 +437,12 @@ class LocalEngine:
         cache = self._special_pieces if special else self._pieces
         piece = cache.get(token)
         if piece is None:
-            n = self._lib.llama_token_to_piece(self._vocab, token, self._piece_buf, 256, 0, special)
+            buf = ctypes.create_string_buffer(256)  # per call: threads may ask at the same time
+            n = self._lib.llama_token_to_piece(self._vocab, token, buf, 256, 0, special)
             if n < 0:
-                big = ctypes.create_string_buffer(-n)
-                n = self._lib.llama_token_to_piece(self._vocab, token, big, -n, 0, special)
-                piece = big.raw[:n]
-            else:
-                piece = self._piece_buf.raw[:n]
-            cache[token] = piece
+                buf = ctypes.create_string_buffer(-n)
+                n = self._lib.llama_token_to_piece(self._vocab, token, buf, -n, 0, special)
+            piece = cache[token] = buf.raw[:n]
         return piece
 
     def detokenize(self, tokens: Sequence[int]) -> str:
@@ -487,41 +513,14 @@ class LocalEngine:
             after_prompt = lib.llama_perf_context(ctx)
             stats.prompt_ms = after_prompt.t_p_eval_ms + after_prompt.t_eval_ms
 
-            steps = sampling.steps()
-            banned = self._eog_tokens() if sampling.ignore_eos else []
-            if steps == [Step("greedy")]:
-                import numpy as np  # argmax over the logits row beats building llama.cpp's candidate array
-
-                def choose(row: int) -> int:
-                    logits = np.ctypeslib.as_array(lib.llama_get_logits_ith(ctx, row), shape=(self.n_vocab,))
-                    logits[banned] = -np.inf
-                    return int(logits.argmax())
-            else:
-                sampler = self._make_sampler(steps, tokens, banned)
-
-                def choose(row: int) -> int:
-                    return int(lib.llama_sampler_sample(sampler, ctx, row))
-
-            text = TextAssembler(sampling.stop)
+            choose, sampler = self._chooser(sampling, tokens)
+            out = _Output(self, gen, start)
             limit = sampling.max_tokens
             index = NgramIndex(tokens) if lookup > 0 else None
             budget = DraftBudget(lookup)
             n_past = len(tokens)
             token = choose(-1)
-
-            def take(token: int) -> str:
-                """Count and record a generated token; its text. Sets finish_reason at EOG or a stop."""
-                stats.generated_tokens += 1
-                if stats.generated_tokens == 1:
-                    stats.ttft_ms = (time.perf_counter() - start) * 1000
-                if not banned and self.is_eog(token):
-                    gen.finish_reason = "stop"
-                    return ""
-                gen.tokens.append(token)
-                piece, stopped = text.feed(self.token_bytes(token))
-                if stopped:
-                    gen.finish_reason = "stop"
-                return piece
+            take = out.take
 
             while True:
                 # `token` was sampled from the logits after n_past tokens and is not in the cache yet.
@@ -567,8 +566,7 @@ class LocalEngine:
                 self._drop_after(n_past)
                 if gen.finish_reason is not None:
                     break
-            tail = text.finish()
-            if tail:
+            if tail := out.text.finish():
                 yield tail
         finally:
             if gen.finish_reason is None:
@@ -617,6 +615,24 @@ class LocalEngine:
                 rows = np.ctypeslib.as_array(logits, shape=(hi - lo, self.n_vocab))
                 parts.append(_nll(rows, tokens[offset + lo + 1 : offset + hi + 1]))
         return np.concatenate(parts) if parts else np.zeros(0)
+
+    def _chooser(self, sampling: SamplingConfig, history: list[int]) -> tuple[Callable[[int], int], Any]:
+        """choose(row): the token sampled from the logits of batch row `row` (-1: the last), and the
+        llama.cpp sampler behind it (None for greedy; the caller frees it)."""
+        lib, ctx = self._lib, self._ctx
+        steps = sampling.steps()
+        banned = self._eog_tokens() if sampling.ignore_eos else []
+        if steps == [Step("greedy")]:
+            import numpy as np  # argmax over the logits row beats building llama.cpp's candidate array
+
+            def argmax(row: int) -> int:
+                logits = np.ctypeslib.as_array(lib.llama_get_logits_ith(ctx, row), shape=(self.n_vocab,))
+                logits[banned] = -np.inf
+                return int(logits.argmax())
+
+            return argmax, None
+        sampler = self._make_sampler(steps, history, banned)
+        return lambda row: int(lib.llama_sampler_sample(sampler, ctx, row)), sampler
 
     def _eog_tokens(self) -> list[int]:
         if self._eog is None:
@@ -751,3 +767,236 @@ class LocalEngine:
             raise ContextOverflowError("the KV cache is full", hint="raise --ctx")
         if status != 0:
             raise GenerationError(f"llama.cpp failed to evaluate tokens (status {status}): {_recent_log()}")
+
+
+# --- several sequences in one context ---------------------------------------------------------
+
+
+@dataclass
+class _Request:
+    """One generate() call waiting for, or holding, a sequence of the parallel engine."""
+
+    tokens: list[int]
+    gen: Generation
+    pieces: queue.SimpleQueue[str | BaseException | None] = field(default_factory=queue.SimpleQueue)
+    cancelled: bool = False
+
+
+@dataclass
+class _Live:
+    """A request in a sequence slot: its prompt is evaluated chunk by chunk, then one token per step."""
+
+    request: _Request
+    seq: int
+    choose: Callable[[int], int]
+    sampler: Any
+    out: _Output
+    fed: int = 0  # prompt tokens in the cache
+    token: int | None = None  # sampled, not yet in the cache
+
+
+class ParallelEngine:
+    """Up to n_seq_max generations at once in one llama.cpp context: continuous batching.
+
+    Each generate() call becomes a sequence with its own sampler, stop strings and limits. One
+    thread owns the context: every step it decodes one batch holding the next token of every live
+    sequence, filled up with prompt chunks of new ones, so the weights read once per step serve
+    them all. A finished sequence's cells are freed and the slot takes the next waiting prompt.
+    Callers generate from their own threads; pieces stream back to each as they are sampled.
+    """
+
+    def __init__(self, engine: LocalEngine) -> None:
+        self.engine = engine
+        self.model_path = engine.model_path
+        self.n_parallel = engine.n_seq_max
+        self.n_ctx = engine.n_ctx // engine.n_seq_max  # what each sequence can hold
+        self._inbox: queue.SimpleQueue[_Request | None] = queue.SimpleQueue()
+        self._failure: BaseException | None = None
+        self._lock = threading.Lock()
+        self._closed = False
+        self._thread = threading.Thread(target=self._serve, name="llmcli-decode", daemon=True)
+        self._thread.start()
+
+    # The vocabulary is read from callers' threads: under the lock, so close() never frees it in use.
+
+    def tokenize(self, text: str, *, add_special: bool = True, parse_special: bool = False) -> list[int]:
+        with self._open():
+            return self.engine.tokenize(text, add_special=add_special, parse_special=parse_special)
+
+    def detokenize(self, tokens: Sequence[int]) -> str:
+        with self._open():
+            return self.engine.detokenize(tokens)
+
+    def token_bytes(self, token: int, special: bool = False) -> bytes:
+        with self._open():
+            return self.engine.token_bytes(token, special)
+
+    def special_text(self) -> tuple[str, str]:
+        with self._open():
+            return self.engine.special_text()
+
+    @contextmanager
+    def _open(self) -> Iterator[None]:
+        with self._lock:
+            if self._closed or self._failure is not None:
+                raise GenerationError(f"the engine is closed{f': {self._failure}' if self._failure else ''}")
+            yield
+
+    def generate(
+        self, prompt: str | Sequence[int], sampling: SamplingConfig, *, lookup: int = 0
+    ) -> Generation:
+        """Queue a generation (lookup is ignored: batching already fills the steps)."""
+        tokens = self.tokenize(prompt) if isinstance(prompt, str) else list(prompt)
+        if not tokens:
+            raise UsageError("the prompt is empty")
+        if len(tokens) >= self.n_ctx:
+            raise ContextOverflowError(
+                f"the prompt is {len(tokens):,} tokens but each of the {self.n_parallel} parallel "
+                f"sequences holds {self.n_ctx:,}",
+                hint="raise --ctx or lower --parallel",
+            )
+        gen = Generation(iter(()), sampling.resolved())
+        request = _Request(tokens, gen)
+        gen._pieces = self._stream(request)
+        with self._open():  # after close() nothing would ever answer the request
+            self._inbox.put(request)
+        return gen
+
+    def _stream(self, request: _Request) -> Iterator[str]:
+        try:
+            while (piece := request.pieces.get()) is not None:
+                if isinstance(piece, BaseException):
+                    raise piece
+                yield piece
+        finally:
+            request.cancelled = True  # the decoding thread frees the sequence at its next step
+
+    def close(self) -> None:
+        """Stop the decoding thread (waiting generations fail) and close the engine."""
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                self._inbox.put(None)
+        if threading.current_thread() is not self._thread:
+            self._thread.join()
+        self.engine.close()
+
+    def __enter__(self) -> ParallelEngine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- the decoding thread
+
+    def _serve(self) -> None:
+        engine, lib = self.engine, self.engine._lib
+        free = list(range(self.n_parallel))
+        live: dict[int, _Live] = {}
+        waiting: deque[_Request] = deque()
+        try:
+            while True:
+                try:
+                    item = self._inbox.get(block=not live and not waiting)
+                    while item is not None:
+                        waiting.append(item)
+                        item = self._inbox.get_nowait()
+                    return  # None: closing
+                except queue.Empty:
+                    pass
+                while waiting and free:
+                    request = waiting.popleft()
+                    if request.cancelled:
+                        continue
+                    seq = free.pop(0)
+                    lib.llama_memory_seq_rm(engine._mem, seq, -1, -1)
+                    choose, sampler = engine._chooser(request.gen.sampling, request.tokens)
+                    out = _Output(engine, request.gen, time.perf_counter())
+                    request.gen.stats.prompt_tokens = len(request.tokens)
+                    live[seq] = _Live(request, seq, choose, sampler, out)
+                for seq in [s for s, one in live.items() if one.request.cancelled]:
+                    self._release(live.pop(seq), free, None)
+                if live:
+                    self._step(live, free)
+        except Exception as exc:  # every caller must hear of it, not hang on its queue
+            self._failure = exc
+            for one in live.values():
+                self._release(one, free, exc)
+            live.clear()
+            for request in waiting:
+                request.pieces.put(exc)
+            waiting.clear()
+        finally:
+            stopped = GenerationError("the engine was closed")
+            for one in list(live.values()):
+                self._release(one, free, stopped)
+            while True:
+                try:
+                    item = self._inbox.get_nowait()
+                except queue.Empty:
+                    break
+                if item is not None:
+                    item.pieces.put(stopped)
+            for request in waiting:
+                request.pieces.put(stopped)
+
+    def _step(self, live: dict[int, _Live], free: list[int]) -> None:
+        """One llama_decode: every decoding sequence's next token, then prompt chunks; then sample."""
+        engine = self.engine
+        batch, capacity = engine._batch, engine.n_batch
+        rows: list[tuple[_Live, int]] = []
+        n = 0
+
+        def add(token: int, pos: int, seq: int, logits: bool) -> None:
+            nonlocal n
+            batch.token[n], batch.pos[n], batch.seq_id[n][0], batch.logits[n] = token, pos, seq, logits
+            n += 1
+
+        for one in live.values():
+            if one.token is not None:
+                rows.append((one, n))
+                add(one.token, one.fed, one.seq, True)
+        for one in live.values():
+            tokens = one.request.tokens
+            if one.token is None and one.fed < len(tokens) and n < capacity:
+                take = min(capacity - n, len(tokens) - one.fed)
+                for i in range(one.fed, one.fed + take):
+                    add(tokens[i], i, one.seq, i == len(tokens) - 1)
+                one.fed += take
+                if one.fed == len(tokens):
+                    rows.append((one, n - 1))
+        batch.n_tokens = n
+        engine._check(engine._lib.llama_decode(engine._ctx, batch))
+        for one, row in rows:
+            if one.token is not None:
+                one.fed += 1  # the token decoded this step is in the cache now
+            stats = one.request.gen.stats
+            token = one.choose(row)
+            piece = one.out.take(token)
+            if piece:
+                one.request.pieces.put(piece)
+            gen = one.request.gen
+            limit = gen.sampling.max_tokens
+            if gen.finish_reason is None and limit is not None and stats.generated_tokens >= limit:
+                gen.finish_reason = "length"
+            if gen.finish_reason is None and one.fed >= self.n_ctx:
+                gen.finish_reason = "context"
+            if gen.finish_reason is None:
+                one.token = token
+                continue
+            if tail := one.out.text.finish():
+                one.request.pieces.put(tail)
+            del live[one.seq]
+            self._release(one, free, None)
+
+    def _release(self, one: _Live, free: list[int], error: BaseException | None) -> None:
+        """Free a sequence's cells, sampler and slot, and end its caller's stream."""
+        self.engine._lib.llama_memory_seq_rm(self.engine._mem, one.seq, -1, -1)
+        if one.sampler is not None:
+            self.engine._lib.llama_sampler_free(one.sampler)
+            one.sampler = None
+        stats = one.request.gen.stats
+        stats.total_ms = (time.perf_counter() - one.out.start) * 1000
+        if one.seq not in free:
+            free.append(one.seq)
+        one.request.pieces.put(error)

@@ -5,12 +5,23 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from llmcli.config import Paths, Settings
-from llmcli.engine import EngineOptions, LocalEngine, parse_flash_attn, parse_gpu_layers
+from llmcli.engine import (
+    MAX_DEFAULT_CTX,
+    Engine,
+    EngineOptions,
+    LocalEngine,
+    ParallelEngine,
+    parse_flash_attn,
+    parse_gpu_layers,
+)
 from llmcli.errors import UsageError
+from llmcli.ggufinfo import read_gguf
 from llmcli.promptcache import PromptCache
 from llmcli.registry import ModelRef, Registry, load_registry
 from llmcli.store import Progress, Store
 from llmcli.templates import ChatTemplate, pick_template
+
+MIN_SEQUENCE_CTX = 1024  # automatic --parallel keeps at least this much context per sequence
 
 
 def model_ref(settings: Settings, registry: Registry | None = None) -> ModelRef:
@@ -31,10 +42,22 @@ class LoadedModel:
 
     engine: LocalEngine
     ref: ModelRef
+    parallel: ParallelEngine | None = None  # set when several sequences share the context
+
+    @property
+    def runner(self) -> Engine:
+        """What tasks generate with: the parallel engine when there is one."""
+        return self.parallel or self.engine
 
     @property
     def name(self) -> str:
         return self.ref.text
+
+    def __enter__(self) -> LoadedModel:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        (self.parallel or self.engine).close()
 
     def chat_template(self) -> ChatTemplate:
         """The registry's override, else the GGUF's template, else ChatML."""
@@ -53,25 +76,35 @@ def load_model(
     offline: bool = False,
     progress: Progress | None = None,
     prompt_cache: bool = False,
+    parallel: int = 1,
+    auto_parallel: bool = False,
 ) -> LoadedModel:
     """Resolve (downloading it first if needed) and load the settings' model.
 
     prompt_cache: save and restore the KV state of long prompts on disk (`--prompt-cache`).
+    parallel: sequences decoded together; the context (--ctx) is split evenly between them. With
+    auto_parallel, fewer when a share would drop below MIN_SEQUENCE_CTX tokens.
     """
+    if parallel < 1:
+        raise UsageError(f"--parallel must be >= 1, got {parallel}")
+    ref = model_ref(settings)
+    path = Store(offline=offline).resolve(ref, progress)
+    total = settings.ctx or min(read_gguf(path).context_length or MAX_DEFAULT_CTX, MAX_DEFAULT_CTX)
+    while auto_parallel and parallel > 1 and total // parallel < MIN_SEQUENCE_CTX:
+        parallel -= 1
     options = EngineOptions(
         n_ctx=settings.ctx,
         n_threads=settings.threads,
         gpu_layers=parse_gpu_layers(settings.gpu_layers),
         flash_attn=parse_flash_attn(settings.flash_attn),
+        n_seq_max=parallel,
         verbose=verbose,
     )
     options.validate()
-    ref = model_ref(settings)
-    path = Store(offline=offline).resolve(ref, progress)
     engine = LocalEngine(path, options)
     if prompt_cache:
         engine.use_prompt_cache(PromptCache(Paths.from_env().cache_dir / "prompt-cache"))
-    return LoadedModel(engine, ref)
+    return LoadedModel(engine, ref, ParallelEngine(engine) if parallel > 1 else None)
 
 
 def open_engine(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -11,6 +12,9 @@ from llmcli.documents import Source
 from llmcli.environment import Environment
 from llmcli.errors import ExitCode, UsageError
 from llmcli.tasks.batch import Output
+
+if TYPE_CHECKING:
+    from llmcli.runtime import LoadedModel
 
 
 def read_inputs(env: Environment, paths: list[str] | None, verb: str) -> tuple[list[Source], bytes | None]:
@@ -34,6 +38,7 @@ def run_documents(
     force: bool,
     stdin: bytes | None,
     done_word: str,
+    workers: int = 1,
 ) -> None:
     """Run a batch with progress on stderr; report it; exit 1 if a file failed, 130 on Ctrl-C."""
     from llmcli.render import BatchProgress, note
@@ -51,6 +56,7 @@ def run_documents(
             stdin=stdin,
             emit=env.write,
             progress=progress,
+            workers=workers,
         )
     except KeyboardInterrupt:
         if progress:
@@ -69,3 +75,20 @@ def run_documents(
         note(env, f"error: {r.error}" if len(results) == 1 else f"failed: {r.path}: {r.error}", error=True)
     if failed:
         raise typer.Exit(ExitCode.ERROR)
+
+
+def check_split(budget: Callable[[], int], loaded: LoadedModel) -> None:
+    """Fail before any work when a sequence's share of the context cannot hold a task's request."""
+    from llmcli.errors import ContextOverflowError
+
+    try:
+        budget()
+    except ContextOverflowError as exc:
+        if loaded.parallel is None:
+            raise
+        n, share = loaded.parallel.n_parallel, loaded.parallel.n_ctx
+        raise ContextOverflowError(
+            f"--parallel {n} splits the context of {loaded.engine.n_ctx:,} tokens into {share:,} per "
+            f"sequence, too few: {exc.message}",
+            hint=f"raise --ctx to {loaded.engine.n_ctx * 2:,} or more, or lower --parallel",
+        ) from None

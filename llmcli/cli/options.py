@@ -172,6 +172,18 @@ DraftTokens = Annotated[
     ),
 ]
 
+Parallel = Annotated[
+    int | None,
+    typer.Option(
+        "--parallel",
+        min=1,
+        max=64,
+        help="Documents and chunks decoded together in one context; --ctx is split between them.",
+        show_default="up to 4 for several inputs, keeping 1,024 context tokens each; 1 for one input",
+        rich_help_panel="Speed",
+    ),
+]
+
 PromptCacheFlag = Annotated[
     bool,
     typer.Option(
@@ -180,6 +192,13 @@ PromptCacheFlag = Annotated[
         rich_help_panel="Speed",
     ),
 ]
+
+
+def parallel(params: dict[str, Any], inputs: int) -> tuple[int, bool]:
+    """Sequences to decode together, and whether that number was chosen automatically."""
+    if params["parallel"] is not None:
+        return params["parallel"], False
+    return (min(4, inputs), True) if inputs > 1 else (1, True)
 
 
 def lookup(params: dict[str, Any]) -> int:

@@ -22,6 +22,7 @@ from llmcli.cli.options import (
     MinP,
     Model,
     Offline,
+    Parallel,
     PromptFile,
     RepeatPenalty,
     Seed,
@@ -32,6 +33,7 @@ from llmcli.cli.options import (
     TopP,
 )
 from llmcli.cli.options import lookup as make_lookup
+from llmcli.cli.options import parallel as make_parallel
 from llmcli.cli.options import sampling as make_sampling
 from llmcli.cli.options import settings as make_settings
 
@@ -86,6 +88,7 @@ def summarize(
     max_tokens: MaxTokens = None,
     speculative: Speculative = True,
     draft_tokens: DraftTokens = 8,
+    parallel: Parallel = None,
     offline: Offline = False,
     verbose: Annotated[bool, typer.Option("--verbose", help="Show the chunk plan of each document.")] = False,
 ) -> None:
@@ -98,7 +101,7 @@ def summarize(
     params = dict(locals())
     from dataclasses import asdict
 
-    from llmcli.cli.batch import read_inputs, run_documents
+    from llmcli.cli.batch import check_split, read_inputs, run_documents
     from llmcli.environment import Environment
     from llmcli.errors import UsageError
     from llmcli.prompts import load_prompts
@@ -118,25 +121,34 @@ def summarize(
     prompts = load_prompts(prompt_file)
     sources, stdin = read_inputs(env, paths, "summarize")
 
-    loaded = load_model(make_settings(params), offline=offline, progress=DownloadBar(env))
-    with loaded.engine:
-        summarizer = Summarizer(
-            loaded.engine,
-            loaded.chat_template(),
-            sampling,
-            options,
-            prompts,
-            notify=(lambda m: note(env, m)) if verbose else None,
-            lookup=make_lookup(params),
-        )
+    workers, auto = make_parallel(params, len(sources))
+    settings = make_settings(params)
+    loaded = load_model(
+        settings, offline=offline, progress=DownloadBar(env), parallel=workers, auto_parallel=auto
+    )
+    with loaded:
+        template = loaded.chat_template()
+
+        def summarizer() -> Summarizer:
+            # One per document: several run at once on a parallel engine.
+            return Summarizer(
+                loaded.runner,
+                template,
+                sampling,
+                options,
+                prompts,
+                notify=(lambda m: note(env, m)) if verbose else None,
+                lookup=make_lookup(params),
+            )
+
+        first = summarizer()
+        check_split(lambda: first.budget("summarize"), loaded)
 
         def process(text: str) -> tuple[str, int]:
-            result = summarizer.summarize(text)
+            result = summarizer().summarize(text)
             return result.text.rstrip() + "\n", result.prompt_tokens + result.generated_tokens
 
-        settings = json.dumps(
-            [loaded.name, asdict(options), repr(summarizer.sampling), prompts], sort_keys=True
-        )
+        settings = json.dumps([loaded.name, asdict(options), repr(first.sampling), prompts], sort_keys=True)
         run_documents(
             env,
             sources,
@@ -146,4 +158,5 @@ def summarize(
             force=force,
             stdin=stdin,
             done_word="summarized",
+            workers=loaded.parallel.n_parallel if loaded.parallel else 1,
         )

@@ -22,6 +22,7 @@ from llmcli.cli.options import (
     MinP,
     Model,
     Offline,
+    Parallel,
     PromptFile,
     RepeatPenalty,
     Seed,
@@ -32,6 +33,7 @@ from llmcli.cli.options import (
     TopP,
 )
 from llmcli.cli.options import lookup as make_lookup
+from llmcli.cli.options import parallel as make_parallel
 from llmcli.cli.options import sampling as make_sampling
 from llmcli.cli.options import settings as make_settings
 
@@ -126,6 +128,7 @@ def translate(
     max_tokens: MaxTokens = None,
     speculative: Speculative = True,
     draft_tokens: DraftTokens = 8,
+    parallel: Parallel = None,
     offline: Offline = False,
     verbose: Annotated[
         bool, typer.Option("--verbose", help="Show the detected language and the segment plan.")
@@ -140,7 +143,7 @@ def translate(
     params = dict(locals())
     from dataclasses import asdict
 
-    from llmcli.cli.batch import read_inputs, run_documents
+    from llmcli.cli.batch import check_split, read_inputs, run_documents
     from llmcli.documents import Source
     from llmcli.environment import Environment
     from llmcli.errors import UsageError
@@ -174,20 +177,30 @@ def translate(
     if out is not None and len(sources) > 1:
         raise UsageError(f"--out takes one input, got {len(sources)}", hint="use --out-dir for many")
 
-    loaded = load_model(make_settings(params), offline=offline, progress=DownloadBar(env))
-    with loaded.engine:
-        translator = Translator(
-            loaded.engine,
-            loaded.chat_template(),
-            sampling,
-            options,
-            prompts,
-            notify=(lambda m: note(env, m)) if verbose else None,
-            lookup=make_lookup(params),
-        )
+    workers, auto = make_parallel(params, len(sources))
+    settings = make_settings(params)
+    loaded = load_model(
+        settings, offline=offline, progress=DownloadBar(env), parallel=workers, auto_parallel=auto
+    )
+    with loaded:
+        template = loaded.chat_template()
+
+        def translator() -> Translator:
+            # One per document: several run at once on a parallel engine.
+            return Translator(
+                loaded.runner,
+                template,
+                sampling,
+                options,
+                prompts,
+                notify=(lambda m: note(env, m)) if verbose else None,
+                lookup=make_lookup(params),
+            )
+
+        check_split(translator().budget, loaded)
 
         def process(text: str) -> tuple[str, int]:
-            result = translator.translate(text)
+            result = translator().translate(text)
             produced = result.text + ("\n" if from_text and not result.text.endswith("\n") else "")
             return produced, result.prompt_tokens + result.generated_tokens
 
@@ -203,4 +216,5 @@ def translate(
             force=force,
             stdin=stdin,
             done_word="translated",
+            workers=loaded.parallel.n_parallel if loaded.parallel else 1,
         )

@@ -43,15 +43,42 @@ class Asker:
 
     def ask(self, message: str, *, max_tokens: int | None = None) -> Completion:
         """The model's answer to message alone; Ctrl-C during generation raises KeyboardInterrupt."""
-        self.chat.clear()
-        self.chat.sampling = replace(self.sampling, max_tokens=max_tokens or self.sampling.max_tokens)
-        for _ in self.chat.ask(message):
+        return self._count(self._ask_in(self.chat, message, max_tokens))
+
+    def ask_all(self, requests: list[tuple[str, int | None]]) -> list[Completion]:
+        """Answers to (message, max_tokens) requests, in order; at once on a parallel engine."""
+        parallel = min(getattr(self.engine, "n_parallel", 1), len(requests))
+        if parallel <= 1:
+            return [self.ask(message, max_tokens=limit) for message, limit in requests]
+        from concurrent.futures import ThreadPoolExecutor
+
+        def one(request: tuple[str, int | None]) -> Completion:
+            chat = Chat(self.engine, self.chat.template, self.sampling, system=self.chat.system)
+            return self._ask_in(chat, *request)
+
+        with ThreadPoolExecutor(parallel, thread_name_prefix="llmcli-ask") as pool:
+            futures = [pool.submit(one, r) for r in requests]
+            try:
+                return [self._count(f.result()) for f in futures]
+            except BaseException:
+                for future in futures:
+                    future.cancel()
+                raise
+
+    def _ask_in(self, chat: Chat, message: str, max_tokens: int | None) -> Completion:
+        chat.clear()
+        chat.sampling = replace(self.sampling, max_tokens=max_tokens or self.sampling.max_tokens)
+        chat.lookup = self.chat.lookup
+        for _ in chat.ask(message):
             pass
-        turn = self.chat.turn
+        turn = chat.turn
         assert turn is not None
         completion = turn.completion
         if completion.finish_reason == "interrupted":
             raise KeyboardInterrupt
+        return completion
+
+    def _count(self, completion: Completion) -> Completion:
         self.calls += 1
         self.prompt_tokens += completion.stats.prompt_tokens
         self.generated_tokens += completion.stats.generated_tokens

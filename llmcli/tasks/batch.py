@@ -12,6 +12,7 @@ import hashlib
 import json
 import time
 from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -122,51 +123,98 @@ def run_batch(
     stdin: bytes | None = None,
     emit: Callable[[str], None] | None = None,
     progress: Callable[[int, int, str], None] | None = None,
+    workers: int = 1,
 ) -> list[ItemResult]:
     """Process each source (text -> (result text, tokens)); KeyboardInterrupt stops after cleaning up.
 
-    Results are written exactly as `process` returns them.
+    Results are written exactly as `process` returns them. With workers > 1, that many sources are
+    processed at once (process must be thread-safe); each output is written and recorded as soon
+    as it is done, and stdout still gets them in input order.
     """
     ledger = Ledger(output)
-    results: list[ItemResult] = []
-    headers = len(sources) > 1
-    for i, source in enumerate(sources):
-        name = str(source.relative) if source.path is not None else source.display
-        if progress:
-            progress(i, len(sources), source.display)
-        start = time.perf_counter()
-        try:
-            text = read_document(source, stdin=stdin)
-        except (DocumentError, LlmcliError) as exc:
-            results.append(ItemResult(source.display, "failed", error=exc.message))
-            continue
-        key = content_key(settings, text)
-        previous = None if force else ledger.done(name, key)
-        if previous is not None:
-            results.append(ItemResult(source.display, "skipped", output=previous.get("output"), key=key))
-            continue
-        try:
-            produced, tokens = process(text)
-        except LlmcliError as exc:
-            result = ItemResult(source.display, "failed", error=exc.message, key=key)
-            results.append(result)
-            continue
-        result = ItemResult(
-            name, "done", text=produced, tokens=tokens, seconds=round(time.perf_counter() - start, 3), key=key
-        )
-        target = output.target(source.relative)
+    results: dict[int, ItemResult] = {}
+    total = len(sources)
+    to_stdout = output.out_file is None and output.out_dir is None and output.jsonl is None
+    shown = 0  # stdout gets outputs in input order: those of sources[:shown] are out
+
+    def settle(i: int, result: ItemResult) -> None:
+        nonlocal shown
+        results[i] = result
+        while shown in results:
+            done = results[shown]
+            if to_stdout and emit is not None and done.status == "done":
+                emit(_shown(done.text or "", sources[shown].display, total > 1, shown == total - 1))
+            shown += 1
+
+    def finish(i: int, name: str, key: str, started: float, produced: str, tokens: int) -> None:
+        seconds = round(time.perf_counter() - started, 3)
+        result = ItemResult(name, "done", text=produced, tokens=tokens, seconds=seconds, key=key)
+        target = output.target(sources[i].relative)
         if target is not None:
             atomic_write_text(target, produced)
             result.output = str(target)
-        elif output.jsonl is None and emit is not None:
-            if headers:
-                ending = "\n" if produced.endswith("\n") else "\n\n"
-                emit(f"==> {source.display} <==\n{produced}{ending if i < len(sources) - 1 else ending[1:]}")
-            else:
-                emit(produced)
         ledger.record(result)
-        result.path = source.display
-        results.append(result)
+        result.path = sources[i].display
+        settle(i, result)
+
+    def failed(i: int, exc: LlmcliError | DocumentError, key: str = "") -> None:
+        settle(i, ItemResult(sources[i].display, "failed", error=exc.message, key=key))
+
+    pool = ThreadPoolExecutor(workers, thread_name_prefix="llmcli-doc") if workers > 1 else None
+    running: dict[Future[tuple[str, int]], tuple[int, str, str, float]] = {}
+
+    def collect() -> None:
+        finished, _ = wait(running, return_when=FIRST_COMPLETED)
+        for future in finished:
+            i, name, key, started = running.pop(future)
+            try:
+                produced, tokens = future.result()
+            except LlmcliError as exc:
+                failed(i, exc, key)
+            else:
+                finish(i, name, key, started, produced, tokens)
+            if progress:  # as "[done/total] name": the item just finished
+                progress(len(results) - 1, total, sources[i].display)
+
+    try:
+        for i, source in enumerate(sources):
+            name = str(source.relative) if source.path is not None else source.display
+            if progress and pool is None:
+                progress(i, total, source.display)
+            started = time.perf_counter()
+            try:
+                text = read_document(source, stdin=stdin)
+            except (DocumentError, LlmcliError) as exc:
+                failed(i, exc)
+                continue
+            key = content_key(settings, text)
+            previous = None if force else ledger.done(name, key)
+            if previous is not None:
+                settle(i, ItemResult(source.display, "skipped", output=previous.get("output"), key=key))
+            elif pool is not None:
+                while len(running) >= workers:
+                    collect()
+                running[pool.submit(process, text)] = (i, name, key, started)
+            else:
+                try:
+                    produced, tokens = process(text)
+                except LlmcliError as exc:
+                    failed(i, exc, key)
+                else:
+                    finish(i, name, key, started, produced, tokens)
+        while running:
+            collect()
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
     if progress:
-        progress(len(sources), len(sources), "")
-    return results
+        progress(total, total, "")
+    return [results[i] for i in range(total)]
+
+
+def _shown(produced: str, display: str, headers: bool, last: bool) -> str:
+    """An output as stdout shows it: under a `==> name <==` header when there are several."""
+    if not headers:
+        return produced
+    ending = "\n" if produced.endswith("\n") else "\n\n"
+    return f"==> {display} <==\n{produced}{ending if not last else ending[1:]}"

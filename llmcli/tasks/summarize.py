@@ -107,6 +107,12 @@ class Summarizer:
         completion = self.asker.ask(self.prompts[key].format(**fields, **self.options.fields()))
         return tidy_summary(completion.text)
 
+    def _ask_all(self, key: str, documents: list[str]) -> list[str]:
+        """_ask for each document, at once on a parallel engine."""
+        fields = self.options.fields()
+        requests = [(self.prompts[key].format(document=d, **fields), None) for d in documents]
+        return [tidy_summary(c.text) for c in self.asker.ask_all(requests)]
+
     def summarize(self, text: str) -> SummaryResult:
         """The summary of text, never silently truncated."""
         start = time.perf_counter()
@@ -143,7 +149,7 @@ class Summarizer:
             f"plan: map-reduce, {len(parts)} chunks of at most {budget:,} tokens "
             f"({', '.join(str(c.tokens) for c in parts)})"
         )
-        partials = [self._ask("summarize", document=c.text) for c in parts]
+        partials = self._ask_all("summarize", [c.text for c in parts])
         combine_budget = self.budget("combine")
         for depth in range(MAX_DEPTH):
             if len(partials) == 1:
@@ -160,7 +166,7 @@ class Summarizer:
                     "the partial summaries do not shrink enough to combine",
                     hint="use a shorter --length or raise --ctx",
                 )
-            partials = [self._ask("combine", document=g.text) for g in groups]
+            partials = self._ask_all("combine", [g.text for g in groups])
         raise ContextOverflowError("the document needs more reduce levels than allowed", hint="raise --ctx")
 
     def _refine(self, text: str) -> tuple[str, int]:

@@ -140,15 +140,21 @@ class Translator:
             )
         return min(room, MAX_SEGMENT_TOKENS)
 
-    def _translate_piece(self, text: str) -> str:
-        size = self.asker.count(text)
-        limit = 2 * size + 32
+    def _request(self, text: str) -> tuple[str, int]:
+        """The message that asks for text's translation, and the most tokens its answer may take."""
+        limit = 2 * self.asker.count(text) + 32
         if self.sampling.max_tokens:
             limit = min(limit, self.sampling.max_tokens)
-        completion = self.asker.ask(self._message(text), max_tokens=limit)
-        if completion.finish_reason in ("length", "context"):
-            self.notify(f"a segment's translation hit the {limit}-token limit; it may be cut short")
-        return tidy_translation(completion.text, text)
+        return self._message(text), limit
+
+    def _translate_pieces(self, pieces: list[str]) -> list[str]:
+        requests = [self._request(p) for p in pieces]
+        answers = []
+        for piece, (_, limit), completion in zip(pieces, requests, self.asker.ask_all(requests), strict=True):
+            if completion.finish_reason in ("length", "context"):
+                self.notify(f"a segment's translation hit the {limit}-token limit; it may be cut short")
+            answers.append(tidy_translation(completion.text, piece))
+        return answers
 
     def translate(self, text: str) -> TranslationResult:
         """The translation of text with its structure kept."""
@@ -165,17 +171,17 @@ class Translator:
             return TranslationResult(text, self._source, len(layout.segments), 0, 0, 0, 0.0)
         budget = self.budget()
         self.notify(f"plan: {len(layout.segments)} segments, pieces of at most {budget:,} tokens")
-        done: dict[str, str] = {}
-        translations = []
+        parts: dict[str, list[str]] = {}  # each distinct segment's pieces, translated once
         for segment in layout.segments:
-            if segment.text not in done:
-                parts = [segment.text]
+            if segment.text not in parts:
+                parts[segment.text] = [segment.text]
                 if self.asker.count(segment.text) > budget:
-                    parts = [c.text.strip() for c in chunk_text(segment.text, self.asker.count, budget)]
-                done[segment.text] = join_parts([self._translate_piece(p) for p in parts])
-            translations.append(done[segment.text])
+                    chunks = chunk_text(segment.text, self.asker.count, budget)
+                    parts[segment.text] = [c.text.strip() for c in chunks]
+        answers = iter(self._translate_pieces([p for pieces in parts.values() for p in pieces]))
+        done = {text: join_parts([next(answers) for _ in pieces]) for text, pieces in parts.items()}
         return TranslationResult(
-            layout.render(translations),
+            layout.render([done[segment.text] for segment in layout.segments]),
             self._source,
             len(layout.segments),
             self.asker.calls,

@@ -1,0 +1,137 @@
+"""Several sequences in one llama.cpp context (continuous batching), with the real stories model,
+and `--parallel` through the installed command."""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from tinymodel import write_chat_model
+
+from llmcli.engine import EngineOptions, LocalEngine, ParallelEngine
+from llmcli.errors import ContextOverflowError, GenerationError
+from llmcli.sampling import SamplingConfig
+
+Run = Callable[..., subprocess.CompletedProcess[str]]
+PROMPTS = [
+    "Once upon a time",
+    "Tom had a big red ball. One day, he went to the park and",
+    "The sun was shining",
+    "Lily and her mom went to the store to buy some food for the party. They saw",
+    "One day, a little bird",
+    "Sam was sad because",
+]
+
+
+def run_all(engine: ParallelEngine, jobs: list[tuple[str, SamplingConfig]]) -> list[str]:
+    """Each job from its own thread, as summarize and translate call the engine."""
+    results: list[str] = [""] * len(jobs)
+
+    def work(i: int) -> None:
+        results[i] = engine.generate(jobs[i][0], jobs[i][1]).run().text
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(jobs))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results
+
+
+def test_greedy_results_equal_the_sequential_ones(stories: Path, stories_engine: LocalEngine) -> None:
+    # Different prompt lengths and limits, a stop string on one, more prompts than slots (refills).
+    jobs = [
+        (p, SamplingConfig(temperature=0.0, max_tokens=40 + 8 * i, stop=("park",) if i == 0 else ()))
+        for i, p in enumerate(PROMPTS)
+    ]
+    expected = [stories_engine.generate(p, s).run().text for p, s in jobs]
+    assert expected[0].endswith("in the ") and "park" not in expected[0]  # the stop string ended it
+    with ParallelEngine(LocalEngine(stories, EngineOptions(n_ctx=1024, n_seq_max=4))) as engine:
+        assert engine.n_parallel == 4 and engine.n_ctx == 256
+        assert run_all(engine, jobs) == expected
+        # Two slots for six prompts: every slot is freed and refilled twice.
+    with ParallelEngine(LocalEngine(stories, EngineOptions(n_ctx=512, n_seq_max=2))) as engine:
+        assert run_all(engine, jobs) == expected
+
+
+def test_sampled_sequences_keep_their_own_seeds(stories: Path, stories_engine: LocalEngine) -> None:
+    jobs = [
+        (p, SamplingConfig(temperature=0.9, top_k=40, seed=7 + i, max_tokens=20))
+        for i, p in enumerate(PROMPTS)
+    ]
+    expected = [stories_engine.generate(p, s).run().text for p, s in jobs]
+    with ParallelEngine(LocalEngine(stories, EngineOptions(n_ctx=1024, n_seq_max=4))) as engine:
+        assert run_all(engine, jobs) == expected
+
+
+def test_limits_and_closing(stories: Path) -> None:
+    engine = ParallelEngine(LocalEngine(stories, EngineOptions(n_ctx=512, n_seq_max=2)))
+    with pytest.raises(ContextOverflowError, match="each of the 2 parallel sequences holds 256"):
+        engine.generate("Once upon a time " * 80, SamplingConfig(temperature=0.0))
+    endless = SamplingConfig(temperature=0.0, ignore_eos=True)
+    result = engine.generate("Once upon a time", endless).run()
+    # As with one sequence: the last token is sampled from the full cache's logits.
+    assert result.finish_reason == "context" and len(result.tokens) == 256 - 5 + 1
+    engine.close()
+    with pytest.raises(GenerationError, match="closed"):
+        engine.generate("Once", endless)
+    with pytest.raises(GenerationError, match="closed"):
+        engine.tokenize("Once")
+
+
+@pytest.fixture(scope="module")
+def chat_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_chat_model(tmp_path_factory.mktemp("parallel-cli") / "chat.gguf")
+
+
+@pytest.fixture
+def docs(tmp_path: Path) -> Path:
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    for i, prompt in enumerate(PROMPTS):
+        (folder / f"doc{i}.txt").write_text(f"{prompt} a cat and a dog played.\n\nThey were happy. {i}\n")
+    return folder
+
+
+@pytest.mark.parametrize("command", ["summarize", "translate"])
+def test_cli_parallel_equals_sequential(
+    run_cli: Run, chat_model: Path, docs: Path, tmp_path: Path, command: str
+) -> None:
+    task = ["--greedy", "-n", "12"] if command == "summarize" else ["--to", "de", "-n", "12"]
+    # The same context per sequence: 512 tokens alone, or 2,048 split four ways.
+    one = run_cli(command, str(docs), "-m", str(chat_model), *task, "--ctx", "512", "--parallel", "1")
+    four = run_cli(command, str(docs), "-m", str(chat_model), *task, "--ctx", "2048", "--parallel", "4")
+    assert one.returncode == 0 and four.returncode == 0, one.stderr + four.stderr
+    assert four.stdout == one.stdout  # in input order, under the same headers
+    assert four.stdout.count("==> ") == len(PROMPTS)
+
+
+def test_cli_parallel_failures_and_small_context(
+    run_cli: Run, chat_model: Path, docs: Path, tmp_path: Path
+) -> None:
+    (docs / "image.png").write_bytes(b"\x89PNG\r\n\x1a\n\0\0binary")
+    out = tmp_path / "out"
+    args = [
+        "summarize",
+        str(docs),
+        "-m",
+        str(chat_model),
+        "-n",
+        "8",
+        "--out-dir",
+        str(out),
+        "--parallel",
+        "3",
+    ]
+    result = run_cli(*args, "--ctx", "1536")
+    assert result.returncode == 1 and "6 summarized, 0 already done, 1 failed" in result.stderr
+    assert "image.png is not a text file" in result.stderr
+    assert len(list(out.glob("*.summary.md"))) == 6
+    again = run_cli(*args, "--ctx", "1536")
+    assert "0 summarized, 6 already done, 1 failed" in again.stderr
+    small = run_cli(*args, "--ctx", "256", "--force")
+    assert small.returncode == 5 and "--parallel 3 splits the context" in small.stderr
+    assert "lower --parallel" in small.stderr and "Traceback" not in small.stderr
