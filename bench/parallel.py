@@ -1,0 +1,91 @@
+"""Documents per minute with `--parallel N` (several sequences in one context) vs one at a time.
+
+Runs the installed `llmcli summarize` and `llmcli translate` over the same folder of news articles
+(../shared/eval) with the bench model, each sequence getting the same context (--ctx = N x 2,048),
+greedy, and prints documents/minute, the speedup over N = 1 and whether the outputs are identical.
+Then llama-batched-bench's figures for the same model and the same parallel levels.
+
+    python bench/parallel.py [--docs 8] [--threads 2] [--levels 1,2,4,8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from common import LLMCLI, SHARED, bench_model, native_tool
+
+PER_SEQUENCE_CTX = 2048
+
+
+def write_docs(folder: Path, count: int) -> None:
+    lines = (SHARED / "eval" / "summ" / "summeval_cnndm_gold.jsonl").read_text(encoding="utf-8").splitlines()
+    for i in range(count):
+        article = json.loads(lines[i])["article"]
+        (folder / f"doc{i}.txt").write_text(article[:1200], encoding="utf-8")
+
+
+def run(command: list[str], out: Path) -> tuple[float, dict[str, str]]:
+    start = time.perf_counter()
+    subprocess.run([str(LLMCLI), *command, "--out-dir", str(out)], check=True, capture_output=True)
+    seconds = time.perf_counter() - start
+    return seconds, {p.name: p.read_text() for p in sorted(out.glob("doc*"))}
+
+
+def batched_bench(model: Path, threads: int, levels: list[int]) -> str:
+    cmd = [str(native_tool("llama-batched-bench")), "-m", str(model), "-t", str(threads)]
+    cmd += ["-c", str(PER_SEQUENCE_CTX * max(levels)), "-npp", "256", "-ntg", "64"]
+    cmd += ["-npl", ",".join(map(str, levels))]
+    done = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    return "\n".join(line for line in done.stdout.splitlines() if line.startswith("|"))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--docs", type=int, default=8)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--levels", default="1,2,4,8")
+    args = parser.parse_args()
+    levels = [int(n) for n in args.levels.split(",")]
+    model = bench_model()
+    tasks = {
+        "summarize": ["summarize", "--greedy", "-n", "64"],
+        "translate": ["translate", "--to", "de", "-n", "160"],
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        docs = Path(tmp) / "docs"
+        docs.mkdir()
+        write_docs(docs, args.docs)
+        print(f"{args.docs} documents, bench model, {args.threads} threads, {PER_SEQUENCE_CTX} per sequence")
+        print(f"{'task':<10} {'N':>2} {'seconds':>8} {'docs/min':>9} {'speedup':>8} {'identical':>10}")
+        for task, flags in tasks.items():
+            base: tuple[float, dict[str, str]] | None = None
+            for n in levels:
+                command = [flags[0], str(docs), "-m", str(model), *flags[1:]]
+                command += [
+                    "--parallel",
+                    str(n),
+                    "--ctx",
+                    str(PER_SEQUENCE_CTX * n),
+                    "--threads",
+                    str(args.threads),
+                ]
+                seconds, outputs = run(command, Path(tmp) / f"{task}-{n}")
+                base = base or (seconds, outputs)
+                same = sum(outputs[k] == base[1][k] for k in outputs)
+                print(
+                    f"{task:<10} {n:>2} {seconds:>8.1f} {args.docs / seconds * 60:>9.1f} "
+                    f"{base[0] / seconds:>8.2f} {f'{same}/{len(outputs)}':>10}"
+                )
+    print("\nllama-batched-bench, same model (PP 256 prompt tokens and TG 64 generated per sequence):")
+    print(batched_bench(model, args.threads, levels))
+
+
+if __name__ == "__main__":
+    main()
