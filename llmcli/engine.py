@@ -285,6 +285,28 @@ class _Output:
             gen.finish_reason = "stop"
         return piece
 
+    def finished(self, n_past: int, n_ctx: int) -> bool:
+        """Whether the generation ends here: EOG or a stop string, -n reached, or the cache full
+        (n_past tokens in it, the last sampled one not yet)."""
+        gen, limit = self.gen, self.gen.sampling.max_tokens
+        if gen.finish_reason is None and limit is not None and gen.stats.generated_tokens >= limit:
+            gen.finish_reason = "length"
+        if gen.finish_reason is None and n_past >= n_ctx:
+            gen.finish_reason = "context"
+        return gen.finish_reason is not None
+
+
+def _prompt_tokens(engine: Engine, prompt: str | Sequence[int], holds: str, hint: str) -> list[int]:
+    """The prompt's tokens (text gets BOS), or an error when it is empty or leaves no room to answer."""
+    tokens = engine.tokenize(prompt) if isinstance(prompt, str) else list(prompt)
+    if not tokens:
+        raise UsageError("the prompt is empty")
+    if len(tokens) >= engine.n_ctx:
+        raise ContextOverflowError(
+            f"the prompt is {len(tokens):,} tokens but {holds} {engine.n_ctx:,}", hint=hint
+        )
+    return tokens
+
 
 # --- the local engine -------------------------------------------------------------------------
 
@@ -478,14 +500,12 @@ class LocalEngine:
         tokens. The output is the same as without it: each verified position is sampled exactly as
         plain decoding would sample it, and a draft token is kept only where it equals that sample.
         """
-        tokens = self.tokenize(prompt) if isinstance(prompt, str) else list(prompt)
-        if not tokens:
-            raise UsageError("the prompt is empty")
-        if len(tokens) >= self.n_ctx:
-            raise ContextOverflowError(
-                f"the prompt is {len(tokens):,} tokens but the context holds {self.n_ctx:,}",
-                hint=f"raise --ctx (the model was trained on {self.n_ctx_train:,}) or shorten the input",
-            )
+        tokens = _prompt_tokens(
+            self,
+            prompt,
+            "the context holds",
+            f"raise --ctx (the model was trained on {self.n_ctx_train:,}) or shorten the input",
+        )
         if self._active is not None:
             self._active.close()
         sampling = sampling.resolved()
@@ -526,13 +546,7 @@ class LocalEngine:
                 # `token` was sampled from the logits after n_past tokens and is not in the cache yet.
                 if piece := take(token):
                     yield piece
-                if gen.finish_reason is not None:
-                    break
-                if limit is not None and stats.generated_tokens >= limit:
-                    gen.finish_reason = "length"
-                    break
-                if n_past >= self.n_ctx:
-                    gen.finish_reason = "context"
+                if out.finished(n_past, self.n_ctx):
                     break
                 drafts: list[int] = []
                 if index is not None:
@@ -846,15 +860,12 @@ class ParallelEngine:
         self, prompt: str | Sequence[int], sampling: SamplingConfig, *, lookup: int = 0
     ) -> Generation:
         """Queue a generation (lookup is ignored: batching already fills the steps)."""
-        tokens = self.tokenize(prompt) if isinstance(prompt, str) else list(prompt)
-        if not tokens:
-            raise UsageError("the prompt is empty")
-        if len(tokens) >= self.n_ctx:
-            raise ContextOverflowError(
-                f"the prompt is {len(tokens):,} tokens but each of the {self.n_parallel} parallel "
-                f"sequences holds {self.n_ctx:,}",
-                hint="raise --ctx or lower --parallel",
-            )
+        tokens = _prompt_tokens(
+            self,
+            prompt,
+            f"each of the {self.n_parallel} parallel sequences holds",
+            "raise --ctx or lower --parallel",
+        )
         gen = Generation(iter(()), sampling.resolved())
         request = _Request(tokens, gen)
         gen._pieces = self._stream(request)
@@ -970,18 +981,11 @@ class ParallelEngine:
         for one, row in rows:
             if one.token is not None:
                 one.fed += 1  # the token decoded this step is in the cache now
-            stats = one.request.gen.stats
             token = one.choose(row)
             piece = one.out.take(token)
             if piece:
                 one.request.pieces.put(piece)
-            gen = one.request.gen
-            limit = gen.sampling.max_tokens
-            if gen.finish_reason is None and limit is not None and stats.generated_tokens >= limit:
-                gen.finish_reason = "length"
-            if gen.finish_reason is None and one.fed >= self.n_ctx:
-                gen.finish_reason = "context"
-            if gen.finish_reason is None:
+            if not one.out.finished(one.fed, self.n_ctx):
                 one.token = token
                 continue
             if tail := one.out.text.finish():

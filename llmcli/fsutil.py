@@ -1,4 +1,4 @@
-"""File writes that never leave half a file behind."""
+"""Reading text files with one-line errors, and writes that never leave half a file behind."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import contextlib
 import os
 import tempfile
 from pathlib import Path
+
+from llmcli.errors import UsageError
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -27,3 +29,15 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 def atomic_write_text(path: Path, text: str) -> None:
     """atomic_write_bytes for UTF-8 text."""
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def read_utf8(path: Path, what: str = "") -> str:
+    """A UTF-8 text file (BOM dropped), or a one-line UsageError; `what` names it ("the glossary ")."""
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise UsageError(f"cannot read {what}{path}: no such file") from None
+    except OSError as exc:
+        raise UsageError(f"cannot read {what}{path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"{what}{path} is not UTF-8 text (bad byte at offset {exc.start})") from None

@@ -53,6 +53,15 @@ class LoadedModel:
     def name(self) -> str:
         return self.ref.text
 
+    @property
+    def display_name(self) -> str:
+        """How tables show the model: a local file by its name, anything else by its reference."""
+        return self.engine.model_path.name if self.ref.is_local else self.name
+
+    @property
+    def n_parallel(self) -> int:
+        return self.parallel.n_parallel if self.parallel else 1
+
     def __enter__(self) -> LoadedModel:
         return self
 
@@ -89,9 +98,9 @@ def load_model(
         raise UsageError(f"--parallel must be >= 1, got {parallel}")
     ref = model_ref(settings)
     path = Store(offline=offline).resolve(ref, progress)
-    total = settings.ctx or min(read_gguf(path).context_length or MAX_DEFAULT_CTX, MAX_DEFAULT_CTX)
-    while auto_parallel and parallel > 1 and total // parallel < MIN_SEQUENCE_CTX:
-        parallel -= 1
+    if auto_parallel and parallel > 1:  # the context the engine will get, to split
+        total = settings.ctx or min(read_gguf(path).context_length or MAX_DEFAULT_CTX, MAX_DEFAULT_CTX)
+        parallel = max(1, min(parallel, total // MIN_SEQUENCE_CTX))
     options = EngineOptions(
         n_ctx=settings.ctx,
         n_threads=settings.threads,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -77,6 +77,22 @@ def run_documents(
         raise typer.Exit(ExitCode.ERROR)
 
 
+def load_batch_model(env: Environment, params: dict[str, Any], inputs: int) -> LoadedModel:
+    """The command's model, with as many parallel sequences as --parallel (or the default) asks."""
+    from llmcli.cli.options import parallel, settings
+    from llmcli.render import DownloadBar
+    from llmcli.runtime import load_model
+
+    workers, auto = parallel(params, inputs)
+    return load_model(
+        settings(params),
+        offline=params["offline"],
+        progress=DownloadBar(env),
+        parallel=workers,
+        auto_parallel=auto,
+    )
+
+
 def check_split(budget: Callable[[], int], loaded: LoadedModel) -> None:
     """Fail before any work when a sequence's share of the context cannot hold a task's request."""
     from llmcli.errors import ContextOverflowError
@@ -86,7 +102,7 @@ def check_split(budget: Callable[[], int], loaded: LoadedModel) -> None:
     except ContextOverflowError as exc:
         if loaded.parallel is None:
             raise
-        n, share = loaded.parallel.n_parallel, loaded.parallel.n_ctx
+        n, share = loaded.n_parallel, loaded.parallel.n_ctx
         raise ContextOverflowError(
             f"--parallel {n} splits the context of {loaded.engine.n_ctx:,} tokens into {share:,} per "
             f"sequence, too few: {exc.message}",

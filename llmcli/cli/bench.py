@@ -94,7 +94,7 @@ def bench(
         results = run_bench(engine, plan, lambda text: note(env, text))
     peak = peak_rss_bytes()
     info = engine.info
-    name = engine.model_path.name if loaded.ref.is_local else loaded.name
+    name = loaded.display_name
     if json_out:
         report = {
             "model": {

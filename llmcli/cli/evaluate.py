@@ -56,10 +56,6 @@ OutDir = Annotated[
 ]
 
 
-def _display_name(loaded: LoadedModel) -> str:
-    return loaded.engine.model_path.name if loaded.ref.is_local else loaded.name
-
-
 def _each_model(env: Environment, params: dict[str, Any], models: list[str] | None) -> Iterator[LoadedModel]:
     """Load each -m model in turn (the configured default when none), yielding it while it is open."""
     from llmcli.render import DownloadBar
@@ -70,7 +66,7 @@ def _each_model(env: Environment, params: dict[str, Any], models: list[str] | No
         loaded = load_model(
             settings, offline=params["offline"], verbose=params["verbose"], progress=DownloadBar(env)
         )
-        with loaded.engine:
+        with loaded:
             yield loaded
 
 
@@ -107,18 +103,18 @@ def perplexity(
     """
     params = dict(locals())
     from llmcli.environment import Environment
-    from llmcli.render import BatchProgress, markdown_table, note
-    from llmcli.tasks.evaluate import read_text
+    from llmcli.fsutil import read_utf8
+    from llmcli.render import BatchProgress, note
     from llmcli.tasks.perplexity import check_sizes
     from llmcli.tasks.perplexity import perplexity as measure
 
     env = Environment.from_system()
     check_sizes(ctx, stride)
-    text = read_text(file)
+    text = read_utf8(file)
     rows, reports = [], []
     bar = BatchProgress(env, lines=False)
     for loaded in _each_model(env, params, models):
-        name = _display_name(loaded)
+        name = loaded.display_name
         note(env, f"{name}: scoring {file}")
         result = measure(
             loaded.engine, text, ctx, stride, progress=lambda done, total, name=name: bar(done, total, name)
@@ -136,11 +132,7 @@ def perplexity(
                 "t/s": f"{result.tokens_per_second:.1f}",
             }
         )
-    if json_out:
-        report = {"file": str(file), "ctx": ctx, "stride": stride, "models": reports}
-        env.write(json.dumps(report, ensure_ascii=False) + "\n")
-    else:
-        env.write(markdown_table(rows) + "\n")
+    _report(env, json_out, {"file": str(file), "ctx": ctx, "stride": stride, "models": reports}, rows)
 
 
 # --- eval summarize / translate ---------------------------------------------------------------
@@ -165,7 +157,7 @@ def _run_all(
     try:
         for loaded in _each_model(env, params, params["models"]):
             produce, settings = build(loaded)
-            name = _display_name(loaded)
+            name = loaded.display_name
             note(env, f"{name}: {len(items)} records")
             file = kept_name(slug(name))
             while files.setdefault(file, loaded.name) != loaded.name:
@@ -186,14 +178,16 @@ def _run_all(
 
 
 def _report(
-    env: Environment, json_out: bool, report: dict[str, Any], rows: list[dict[str, str]], legend: str
+    env: Environment, json_out: bool, report: dict[str, Any], rows: list[dict[str, str]], legend: str = ""
 ) -> None:
+    """The report as JSON, or the rows as a Markdown table with the legend on stderr."""
     from llmcli.render import markdown_table, note
 
     if json_out:
         env.write(json.dumps(report, ensure_ascii=False) + "\n")
-    else:
-        env.write(markdown_table(rows) + "\n")
+        return
+    env.write(markdown_table(rows) + "\n")
+    if legend:
         note(env, legend)
 
 

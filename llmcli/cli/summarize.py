@@ -33,9 +33,7 @@ from llmcli.cli.options import (
     TopP,
 )
 from llmcli.cli.options import lookup as make_lookup
-from llmcli.cli.options import parallel as make_parallel
 from llmcli.cli.options import sampling as make_sampling
-from llmcli.cli.options import settings as make_settings
 
 
 @app.command(epilog=SAMPLING_HELP)
@@ -101,12 +99,11 @@ def summarize(
     params = dict(locals())
     from dataclasses import asdict
 
-    from llmcli.cli.batch import check_split, read_inputs, run_documents
+    from llmcli.cli.batch import check_split, load_batch_model, read_inputs, run_documents
     from llmcli.environment import Environment
     from llmcli.errors import UsageError
     from llmcli.prompts import load_prompts
-    from llmcli.render import DownloadBar, note
-    from llmcli.runtime import load_model
+    from llmcli.render import note
     from llmcli.tasks.batch import Output
     from llmcli.tasks.summarize import Summarizer, SummaryOptions
 
@@ -121,11 +118,7 @@ def summarize(
     prompts = load_prompts(prompt_file)
     sources, stdin = read_inputs(env, paths, "summarize")
 
-    workers, auto = make_parallel(params, len(sources))
-    settings = make_settings(params)
-    loaded = load_model(
-        settings, offline=offline, progress=DownloadBar(env), parallel=workers, auto_parallel=auto
-    )
+    loaded = load_batch_model(env, params, len(sources))
     with loaded:
         template = loaded.chat_template()
 
@@ -158,5 +151,5 @@ def summarize(
             force=force,
             stdin=stdin,
             done_word="summarized",
-            workers=loaded.parallel.n_parallel if loaded.parallel else 1,
+            workers=loaded.n_parallel,
         )

@@ -33,9 +33,7 @@ from llmcli.cli.options import (
     TopP,
 )
 from llmcli.cli.options import lookup as make_lookup
-from llmcli.cli.options import parallel as make_parallel
 from llmcli.cli.options import sampling as make_sampling
-from llmcli.cli.options import settings as make_settings
 
 _DOCUMENT_SUFFIXES = (".txt", ".md", ".markdown", ".rst", ".html", ".htm", ".pdf", ".text")
 
@@ -143,14 +141,13 @@ def translate(
     params = dict(locals())
     from dataclasses import asdict
 
-    from llmcli.cli.batch import check_split, read_inputs, run_documents
+    from llmcli.cli.batch import check_split, load_batch_model, read_inputs, run_documents
     from llmcli.documents import Source
     from llmcli.environment import Environment
     from llmcli.errors import UsageError
     from llmcli.languages import resolve_language
     from llmcli.prompts import load_prompts
-    from llmcli.render import DownloadBar, note
-    from llmcli.runtime import load_model
+    from llmcli.render import note
     from llmcli.tasks.batch import Output
     from llmcli.tasks.translate import TranslateOptions, Translator, load_glossary
 
@@ -177,11 +174,7 @@ def translate(
     if out is not None and len(sources) > 1:
         raise UsageError(f"--out takes one input, got {len(sources)}", hint="use --out-dir for many")
 
-    workers, auto = make_parallel(params, len(sources))
-    settings = make_settings(params)
-    loaded = load_model(
-        settings, offline=offline, progress=DownloadBar(env), parallel=workers, auto_parallel=auto
-    )
+    loaded = load_batch_model(env, params, len(sources))
     with loaded:
         template = loaded.chat_template()
 
@@ -216,5 +209,5 @@ def translate(
             force=force,
             stdin=stdin,
             done_word="translated",
-            workers=loaded.parallel.n_parallel if loaded.parallel else 1,
+            workers=loaded.n_parallel,
         )

@@ -17,6 +17,7 @@ from statistics import fmean
 from typing import Any
 
 from llmcli.errors import LlmcliError, UsageError
+from llmcli.fsutil import read_utf8
 from llmcli.languages import Language, detect_language
 from llmcli.markup import is_cjk
 from llmcli.tasks.batch import ItemResult, Ledger, Output, content_key
@@ -46,7 +47,7 @@ def load_summary_data(path: Path, limit: int | None = None) -> list[Item]:
     """Records of a JSONL file: `text` (or `article`), and `reference` (text or list) or `references`."""
     items: list[Item] = []
     seen: set[str] = set()
-    for number, line in enumerate(read_text(path).splitlines(), start=1):
+    for number, line in enumerate(read_utf8(path).splitlines(), start=1):
         if not line.strip():
             continue
         where = f"{path}:{number}"
@@ -79,8 +80,8 @@ def load_parallel_data(source: Path, references: Sequence[Path], limit: int | No
     """Line-aligned source and reference files (one or more references per line)."""
     if not references:
         raise UsageError("give the reference translations with --ref")
-    lines = read_text(source).splitlines()
-    ref_lines = [read_text(r).splitlines() for r in references]
+    lines = read_utf8(source).splitlines()
+    ref_lines = [read_utf8(r).splitlines() for r in references]
     for path, refs in zip(references, ref_lines, strict=True):
         if len(refs) != len(lines):
             raise UsageError(
@@ -92,18 +93,6 @@ def load_parallel_data(source: Path, references: Sequence[Path], limit: int | No
     if not items:
         raise UsageError(f"{source} is empty")
     return items
-
-
-def read_text(path: Path) -> str:
-    """A UTF-8 text file, or a one-line UsageError."""
-    try:
-        return path.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise UsageError(f"no such file: {path}") from None
-    except OSError as exc:
-        raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
-    except UnicodeDecodeError:
-        raise UsageError(f"{path} is not UTF-8 text") from None
 
 
 # --- running a model over the items -------------------------------------------------------------

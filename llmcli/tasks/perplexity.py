@@ -41,7 +41,7 @@ def plan_windows(n_tokens: int, ctx: int, stride: int | None, bos: bool) -> Wind
         if n_tokens < 2 * ctx:
             raise UsageError(
                 f"the text has {n_tokens:,} tokens; perplexity with --ctx {ctx} needs at least {2 * ctx:,}",
-                hint=f"use a longer text or --ctx {max(8, n_tokens // 2)}",
+                hint=f"use a longer text or --ctx {n_tokens // 2}" if n_tokens >= 16 else "use a longer text",
             )
         return Windows([i * ctx for i in range(n_tokens // ctx)], ctx // 2, bos)
     if n_tokens <= ctx:

@@ -18,6 +18,7 @@ from pathlib import Path
 from llmcli.chunking import chunk_text
 from llmcli.engine import Engine
 from llmcli.errors import ContextOverflowError, UsageError
+from llmcli.fsutil import read_utf8
 from llmcli.languages import Language, detect_language
 from llmcli.markup import is_cjk, join_lines, parse
 from llmcli.prompts import PROMPTS
@@ -54,12 +55,7 @@ class TranslationResult:
 
 def load_glossary(path: Path) -> tuple[tuple[str, str], ...]:
     """Term pairs from a TSV file (`term<TAB>translation`; blank lines and `#` comments skipped)."""
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except OSError as exc:
-        raise UsageError(f"cannot read the glossary {path}: {exc.strerror or exc}") from None
-    except UnicodeDecodeError:
-        raise UsageError(f"the glossary {path} is not UTF-8 text") from None
+    text = read_utf8(path, "the glossary ")
     pairs: list[tuple[str, str]] = []
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip() or line.lstrip().startswith("#"):
