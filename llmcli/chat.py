@@ -17,13 +17,16 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
 from os.path import commonpath
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from llmcli.engine import Completion, Engine, Generation
 from llmcli.errors import ContextOverflowError, UsageError
 from llmcli.fsutil import atomic_write_text
 from llmcli.sampling import SamplingConfig
 from llmcli.templates import ChatTemplate
+
+if TYPE_CHECKING:
+    from llmcli.remote import RemoteEngine
 
 MAX_CHECKPOINTS = 64
 DEFAULT_ANSWER_RESERVE = 1024
@@ -119,6 +122,8 @@ class Chat:
     def encode(self, text: str) -> list[int]:
         """Tokens for a rendered prompt: the exact tokens of an earlier turn where they still apply."""
         full = self._tokenize(text)
+        if self.engine.takes_messages:
+            return full  # only counted: the server renders and evaluates the conversation itself
         raw = text.encode("utf-8")
         new_ends: dict[int, int] | None = None
         for known_text, known_tokens in reversed(self._ledger):
@@ -185,15 +190,19 @@ class Chat:
         except ContextOverflowError:
             self.messages.pop()
             raise
-        self._remember(text, tokens)
-        generation: Generation = self.engine.generate(tokens, self.sampling, lookup=self.lookup)
+        generation: Generation
+        if self.engine.takes_messages:
+            generation = cast("RemoteEngine", self.engine).chat(self.visible(), self.sampling)
+        else:
+            self._remember(text, tokens)
+            generation = self.engine.generate(tokens, self.sampling, lookup=self.lookup)
         try:
             yield from generation
         finally:
             generation.close()
             completion = generation.completion()
             self.messages.append({"role": "assistant", "content": completion.text})
-            if self.engine.detokenize(completion.tokens) == completion.text:
+            if completion.tokens and self.engine.detokenize(completion.tokens) == completion.text:
                 # The answer's exact tokens now sit in the cache after the prompt.
                 self._remember(text + completion.text, tokens + completion.tokens)
             self.last = completion

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +51,9 @@ class Settings:
     threads: int | None = None
     gpu_layers: str = "auto"
     flash_attn: str = "auto"
+    backend: str | None = None  # an OpenAI-compatible server's URL: generate there instead of locally
+    api_key: str | None = field(default=None, repr=False)  # sent to the backend as a bearer token
+    timeout: int = 600  # seconds to wait on the backend for a response to start or a piece to arrive
 
     def merged(self, **flags: Any) -> Settings:
         """These settings overridden by the flags that were given (None means not given)."""

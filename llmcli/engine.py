@@ -123,8 +123,9 @@ class Generation:
 class Engine(Protocol):
     """What commands need from a model backend (local llama.cpp today, remote servers later)."""
 
-    model_path: Path
-    n_ctx: int
+    name: str  # what the model is called: its GGUF's path, or the server's name for it
+    n_ctx: int  # tokens one generation can hold, prompt included
+    takes_messages: bool  # True: Chat sends messages (the server's template), not rendered tokens
 
     def tokenize(self, text: str, *, add_special: bool = True, parse_special: bool = False) -> list[int]: ...
 
@@ -308,6 +309,76 @@ def _prompt_tokens(engine: Engine, prompt: str | Sequence[int], holds: str, hint
     return tokens
 
 
+# --- vocabularies ------------------------------------------------------------------------------
+
+
+class Vocabulary:
+    """A model's tokenizer: text to tokens and back, through llama.cpp."""
+
+    def __init__(self, lib: ModuleType, vocab: Any, model: Any = None) -> None:
+        self._lib, self._vocab = lib, vocab
+        self._model = model  # owned (and freed by close) when the vocabulary was loaded on its own
+        self._pieces: dict[int, bytes] = {}
+        self._special_pieces: dict[int, bytes] = {}
+
+    @classmethod
+    def load(cls, path: Path) -> Vocabulary:
+        """Only the vocabulary of a GGUF (no weights): a tokenizer for a model that runs elsewhere."""
+        lib = _llama()
+        params = lib.llama_model_default_params()
+        params.vocab_only = True
+        model = lib.llama_model_load_from_file(str(path).encode(), params)
+        if not model:
+            raise ModelLoadError(f"llama.cpp could not read the vocabulary of {path}: {_recent_log()}")
+        return cls(lib, lib.llama_model_get_vocab(model), model)
+
+    def close(self) -> None:
+        if self._model:
+            self._lib.llama_model_free(self._model)
+            self._model = None
+
+    def tokenize(self, text: str, *, add_special: bool = True, parse_special: bool = False) -> list[int]:
+        """Tokens of text; add_special adds BOS where the model wants it."""
+        raw = text.encode("utf-8")
+        n_max = len(raw) + 8
+        buf = (self._lib.llama_token * n_max)()
+        n = self._lib.llama_tokenize(self._vocab, raw, len(raw), buf, n_max, add_special, parse_special)
+        if n < 0:
+            n_max = -n
+            buf = (self._lib.llama_token * n_max)()
+            n = self._lib.llama_tokenize(self._vocab, raw, len(raw), buf, n_max, add_special, parse_special)
+        return list(buf[:n])
+
+    def token_bytes(self, token: int, special: bool = False) -> bytes:
+        """The bytes one token stands for; control tokens render as nothing unless special."""
+        cache = self._special_pieces if special else self._pieces
+        piece = cache.get(token)
+        if piece is None:
+            buf = ctypes.create_string_buffer(256)  # per call: threads may ask at the same time
+            n = self._lib.llama_token_to_piece(self._vocab, token, buf, 256, 0, special)
+            if n < 0:
+                buf = ctypes.create_string_buffer(-n)
+                n = self._lib.llama_token_to_piece(self._vocab, token, buf, -n, 0, special)
+            piece = cache[token] = buf.raw[:n]
+        return piece
+
+    def detokenize(self, tokens: Sequence[int]) -> str:
+        """Text of tokens, concatenated piece by piece."""
+        return b"".join(self.token_bytes(t) for t in tokens).decode("utf-8", errors="replace")
+
+    def special_text(self) -> tuple[str, str]:
+        """The text of the BOS and EOS tokens (for chat templates), "" where the model has none."""
+        bos, eos = self._lib.llama_vocab_bos(self._vocab), self._lib.llama_vocab_eos(self._vocab)
+        return tuple(  # type: ignore[return-value]
+            self.token_bytes(t, special=True).decode("utf-8", errors="replace") if t >= 0 else ""
+            for t in (bos, eos)
+        )
+
+    def is_eog(self, token: int) -> bool:
+        """True for end-of-generation tokens (EOS, EOT, ...)."""
+        return bool(self._lib.llama_vocab_is_eog(self._vocab, token))
+
+
 # --- the local engine -------------------------------------------------------------------------
 
 
@@ -335,10 +406,13 @@ class EngineOptions:
 class LocalEngine:
     """A GGUF model in llama.cpp, with one KV cache whose contents we track token by token."""
 
+    takes_messages = False
+
     def __init__(self, model_path: Path | str, options: EngineOptions | None = None) -> None:
         options = options or EngineOptions()
         options.validate()
         self.model_path = Path(model_path)
+        self.name = str(self.model_path)
         self.info: GGUFInfo = read_gguf(self.model_path)
         set_verbose(options.verbose)
         lib = self._lib = _llama()
@@ -357,6 +431,7 @@ class LocalEngine:
             )
         self._model = model
         self._vocab = lib.llama_model_get_vocab(model)
+        self.vocabulary = Vocabulary(lib, self._vocab)
         self.n_ctx_train = int(lib.llama_model_n_ctx_train(model))
         self.n_vocab = int(lib.llama_vocab_n_tokens(self._vocab))
         # Recurrent state cannot be rolled back past rejected drafts.
@@ -394,8 +469,6 @@ class LocalEngine:
         for i in range(self.n_batch):
             self._batch.n_seq_id[i] = 1
             self._batch.seq_id[i][0] = 0
-        self._pieces: dict[int, bytes] = {}
-        self._special_pieces: dict[int, bytes] = {}
         self._kv: list[int] = []  # tokens whose K/V are in the cache for sequence 0, in order
         self._active: Generation | None = None  # one generation at a time owns the context
         self._eog: list[int] | None = None
@@ -444,44 +517,23 @@ class LocalEngine:
 
     def tokenize(self, text: str, *, add_special: bool = True, parse_special: bool = False) -> list[int]:
         """Tokens of text; add_special adds BOS where the model wants it."""
-        raw = text.encode("utf-8")
-        n_max = len(raw) + 8
-        buf = (self._lib.llama_token * n_max)()
-        n = self._lib.llama_tokenize(self._vocab, raw, len(raw), buf, n_max, add_special, parse_special)
-        if n < 0:
-            n_max = -n
-            buf = (self._lib.llama_token * n_max)()
-            n = self._lib.llama_tokenize(self._vocab, raw, len(raw), buf, n_max, add_special, parse_special)
-        return list(buf[:n])
+        return self.vocabulary.tokenize(text, add_special=add_special, parse_special=parse_special)
 
     def token_bytes(self, token: int, special: bool = False) -> bytes:
         """The bytes one token stands for; control tokens render as nothing unless special."""
-        cache = self._special_pieces if special else self._pieces
-        piece = cache.get(token)
-        if piece is None:
-            buf = ctypes.create_string_buffer(256)  # per call: threads may ask at the same time
-            n = self._lib.llama_token_to_piece(self._vocab, token, buf, 256, 0, special)
-            if n < 0:
-                buf = ctypes.create_string_buffer(-n)
-                n = self._lib.llama_token_to_piece(self._vocab, token, buf, -n, 0, special)
-            piece = cache[token] = buf.raw[:n]
-        return piece
+        return self.vocabulary.token_bytes(token, special)
 
     def detokenize(self, tokens: Sequence[int]) -> str:
         """Text of tokens, concatenated piece by piece."""
-        return b"".join(self.token_bytes(t) for t in tokens).decode("utf-8", errors="replace")
+        return self.vocabulary.detokenize(tokens)
 
     def special_text(self) -> tuple[str, str]:
         """The text of the BOS and EOS tokens (for chat templates), "" where the model has none."""
-        bos, eos = self._lib.llama_vocab_bos(self._vocab), self._lib.llama_vocab_eos(self._vocab)
-        return tuple(  # type: ignore[return-value]
-            self.token_bytes(t, special=True).decode("utf-8", errors="replace") if t >= 0 else ""
-            for t in (bos, eos)
-        )
+        return self.vocabulary.special_text()
 
     def is_eog(self, token: int) -> bool:
         """True for end-of-generation tokens (EOS, EOT, ...)."""
-        return bool(self._lib.llama_vocab_is_eog(self._vocab, token))
+        return self.vocabulary.is_eog(token)
 
     def metadata(self, key: str) -> str | None:
         """A GGUF metadata value as llama.cpp reports it."""
@@ -819,9 +871,11 @@ class ParallelEngine:
     Callers generate from their own threads; pieces stream back to each as they are sampled.
     """
 
+    takes_messages = False
+
     def __init__(self, engine: LocalEngine) -> None:
         self.engine = engine
-        self.model_path = engine.model_path
+        self.name = engine.name
         self.n_parallel = engine.n_seq_max
         self.n_ctx = engine.n_ctx // engine.n_seq_max  # what each sequence can hold
         self._inbox: queue.SimpleQueue[_Request | None] = queue.SimpleQueue()

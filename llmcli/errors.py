@@ -24,6 +24,7 @@ class LlmcliError(Exception):
     """Base of all errors shown to the user as one line plus an optional hint."""
 
     exit_code: ExitCode = ExitCode.ERROR
+    stops_batch = False  # True: every later input would fail the same way, so a batch stops here
 
     def __init__(self, message: str, hint: str | None = None) -> None:
         super().__init__(message)
@@ -74,6 +75,12 @@ class NetworkError(LlmcliError):
     """The hub (or a server) cannot be reached, or a download failed or arrived corrupt."""
 
     exit_code = ExitCode.NETWORK
+
+
+class BackendError(NetworkError):
+    """The inference server cannot be reached, refuses the key, or broke off an answer."""
+
+    stops_batch = True
 
 
 class StorageError(LlmcliError):

@@ -25,10 +25,10 @@ def stats_line(stats: Stats) -> str:
         prompt += f" ({stats.cached_tokens} cached)"
     if evaluated and stats.prompt_ms:
         prompt += f", {stats.prompt_tps:.1f} t/s"
-    return (
-        f"{prompt} · generated {stats.generated_tokens} tokens, {stats.decode_tps:.1f} t/s"
-        f" · first token {stats.ttft_ms:.0f} ms"
-    )
+    generated = f"generated {stats.generated_tokens} tokens, {stats.decode_tps:.1f} t/s"
+    first = f"first token {stats.ttft_ms:.0f} ms"
+    # A server that reports no usage leaves the prompt uncounted: better unsaid than "0 tokens".
+    return " · ".join([prompt, generated, first] if stats.prompt_tokens else [generated, first])
 
 
 def note(env: Environment, text: str, *, error: bool = False) -> None:

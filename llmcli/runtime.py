@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from llmcli.config import Paths, Settings
 from llmcli.engine import (
@@ -14,12 +15,15 @@ from llmcli.engine import (
     parse_flash_attn,
     parse_gpu_layers,
 )
-from llmcli.errors import UsageError
+from llmcli.errors import LlmcliError, UsageError
 from llmcli.ggufinfo import read_gguf
 from llmcli.promptcache import PromptCache
 from llmcli.registry import ModelRef, Registry, load_registry
 from llmcli.store import Progress, Store
 from llmcli.templates import ChatTemplate, pick_template
+
+if TYPE_CHECKING:
+    from llmcli.remote import RemoteEngine
 
 MIN_SEQUENCE_CTX = 1024  # automatic --parallel keeps at least this much context per sequence
 
@@ -38,10 +42,10 @@ def model_ref(settings: Settings, registry: Registry | None = None) -> ModelRef:
 
 @dataclass
 class LoadedModel:
-    """An engine with what the registry says about its model."""
+    """An engine with what the registry says about its model (ref is None for a server's model)."""
 
-    engine: LocalEngine
-    ref: ModelRef
+    engine: LocalEngine | RemoteEngine
+    ref: ModelRef | None
     parallel: ParallelEngine | None = None  # set when several sequences share the context
 
     @property
@@ -51,16 +55,19 @@ class LoadedModel:
 
     @property
     def name(self) -> str:
-        return self.ref.text
+        return self.ref.text if self.ref else self.engine.name
 
     @property
     def display_name(self) -> str:
         """How tables show the model: a local file by its name, anything else by its reference."""
-        return self.engine.model_path.name if self.ref.is_local else self.name
+        if isinstance(self.engine, LocalEngine) and self.ref and self.ref.is_local:
+            return self.engine.model_path.name
+        return self.name
 
     @property
     def n_parallel(self) -> int:
-        return self.parallel.n_parallel if self.parallel else 1
+        """Generations at once: sequences in the context, or requests in flight to a server."""
+        return self.parallel.n_parallel if self.parallel else getattr(self.engine, "n_parallel", 1)
 
     def __enter__(self) -> LoadedModel:
         return self
@@ -69,13 +76,19 @@ class LoadedModel:
         (self.parallel or self.engine).close()
 
     def chat_template(self) -> ChatTemplate:
-        """The registry's override, else the GGUF's template, else ChatML."""
+        """The registry's override, else the GGUF's template, else ChatML.
+
+        A server applies its own template; this one then only estimates how many tokens a
+        conversation takes.
+        """
+        if not isinstance(self.engine, LocalEngine):
+            return pick_template(None)
         bos, eos = self.engine.special_text()
-        override = self.ref.entry.chat_template if self.ref.entry else None
+        override = self.ref.entry.chat_template if self.ref and self.ref.entry else None
         return pick_template(self.engine.info.chat_template, override, bos_token=bos, eos_token=eos)
 
     def stop_strings(self) -> tuple[str, ...]:
-        return self.ref.entry.stop if self.ref.entry else ()
+        return self.ref.entry.stop if self.ref and self.ref.entry else ()
 
 
 def load_model(
@@ -96,6 +109,8 @@ def load_model(
     """
     if parallel < 1:
         raise UsageError(f"--parallel must be >= 1, got {parallel}")
+    if settings.backend:
+        return _load_remote(settings, parallel)
     ref = model_ref(settings)
     path = Store(offline=offline).resolve(ref, progress)
     if auto_parallel and parallel > 1:  # the context the engine will get, to split
@@ -114,6 +129,34 @@ def load_model(
     if prompt_cache:
         engine.use_prompt_cache(PromptCache(Paths.from_env().cache_dir / "prompt-cache"))
     return LoadedModel(engine, ref, ParallelEngine(engine) if parallel > 1 else None)
+
+
+def _load_remote(settings: Settings, parallel: int) -> LoadedModel:
+    """The settings' server as an engine; -m names its model, and lends a tokenizer if it is local."""
+    from llmcli.engine import Vocabulary
+    from llmcli.remote import BackendOptions, RemoteEngine
+
+    vocabulary = None
+    if settings.model:
+        try:
+            path = Store(offline=True).resolve(load_registry().parse(settings.model))
+            vocabulary = Vocabulary.load(path)
+        except LlmcliError:
+            pass  # a name only the server knows
+    options = BackendOptions(
+        settings.backend or "",
+        api_key=settings.api_key,
+        model=settings.model,
+        timeout=settings.timeout,
+        n_ctx=settings.ctx,
+        parallel=parallel,
+    )
+    try:
+        return LoadedModel(RemoteEngine(options, vocabulary), None)
+    except BaseException:
+        if vocabulary is not None:
+            vocabulary.close()
+        raise
 
 
 def open_engine(

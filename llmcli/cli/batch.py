@@ -10,7 +10,7 @@ import typer
 
 from llmcli.documents import Source
 from llmcli.environment import Environment
-from llmcli.errors import ExitCode, UsageError
+from llmcli.errors import ExitCode, LlmcliError, UsageError
 from llmcli.tasks.batch import Output
 
 if TYPE_CHECKING:
@@ -63,6 +63,10 @@ def run_documents(
             progress.close()
         note(env, "interrupted: finished files are kept; run the same command again to continue")
         raise typer.Exit(ExitCode.INTERRUPTED) from None
+    except LlmcliError:  # one that stops the batch: shown by the app's error table
+        if progress:
+            progress.close()
+        raise
     if progress:
         progress.close()
     failed = [r for r in results if r.status == "failed"]

@@ -11,6 +11,7 @@ import typer
 from llmcli.cli.app import app
 from llmcli.cli.options import (
     SAMPLING_HELP,
+    Backend,
     Ctx,
     FlashAttn,
     GpuLayers,
@@ -41,6 +42,7 @@ SessionName = Annotated[str, typer.Argument(help="Session name.", show_default=F
 @app.command(epilog=SAMPLING_HELP)
 def chat(
     model: Model = None,
+    backend: Backend = None,
     system: Annotated[str | None, typer.Option("--system", help="System prompt.", show_default=False)] = None,
     system_file: Annotated[
         Path | None,

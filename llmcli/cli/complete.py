@@ -11,6 +11,7 @@ from llmcli import __version__
 from llmcli.cli.app import app
 from llmcli.cli.options import (
     SAMPLING_HELP,
+    Backend,
     Ctx,
     FlashAttn,
     GpuLayers,
@@ -45,6 +46,7 @@ from llmcli.errors import ExitCode
 def complete(
     prompt: Annotated[str | None, typer.Argument(help="Text to continue.", show_default=False)] = None,
     model: Model = None,
+    backend: Backend = None,
     ctx: Ctx = None,
     threads: Threads = None,
     gpu_layers: GpuLayers = None,
@@ -98,7 +100,7 @@ def complete(
                     "text": result.text,
                     "finish_reason": result.finish_reason,
                     "seed": result.seed,
-                    "model": str(engine.model_path),
+                    "model": engine.name,
                     **result.stats.to_dict(),
                 },
                 ensure_ascii=False,

@@ -11,6 +11,7 @@ import typer
 
 from llmcli.cli.app import app
 from llmcli.cli.options import (
+    Backend,
     Ctx,
     DraftTokens,
     FlashAttn,
@@ -201,6 +202,7 @@ def eval_summarize(
         ),
     ],
     models: Models = None,
+    backend: Backend = None,
     length: Annotated[str, typer.Option("--length", help="short, medium or long.")] = "short",
     words: Annotated[
         int | None, typer.Option("--words", help="About N words (overrides --length).", show_default=False)
@@ -312,6 +314,7 @@ def eval_translate(
         str | None, typer.Option("--from", help="Source language.", show_default="detected per line")
     ] = None,
     models: Models = None,
+    backend: Backend = None,
     limit: Limit = None,
     out_dir: OutDir = Path("llmcli-eval"),
     force: Force = False,

@@ -46,6 +46,16 @@ Models = Annotated[
         show_default=False,
     ),
 ]
+Backend = Annotated[
+    str | None,
+    typer.Option(
+        "--backend",
+        help="Generate on an OpenAI-compatible server at URL (llama-server, vLLM, llama_cpp.server); "
+        "-m then names the server's model. Its API key comes from LLMCLI_API_KEY. [env: LLMCLI_BACKEND]",
+        show_default=False,
+        metavar="URL",
+    ),
+]
 JsonOut = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 Verbose = Annotated[bool, typer.Option("--verbose", help="Show llama.cpp's own log on stderr.")]
 
@@ -214,7 +224,7 @@ Offline = Annotated[
 ]
 
 
-SETTINGS_KEYS = ("model", "ctx", "threads", "gpu_layers", "flash_attn")
+SETTINGS_KEYS = ("model", "ctx", "threads", "gpu_layers", "flash_attn", "backend")
 SAMPLING_KEYS = (
     "greedy",
     "temperature",
@@ -230,10 +240,16 @@ SAMPLING_KEYS = (
 
 
 def settings(params: dict[str, Any]) -> Any:
-    """Settings from defaults, config file and environment, overridden by the command's flags."""
+    """Settings from defaults, config file and environment, overridden by the command's flags.
+
+    A command without a --backend option (bench, perplexity) always runs the model locally.
+    """
+    from dataclasses import replace
+
     from llmcli.config import load_settings
 
-    return load_settings().merged(**{k: params[k] for k in SETTINGS_KEYS if k in params})
+    merged = load_settings().merged(**{k: params[k] for k in SETTINGS_KEYS if k in params})
+    return merged if "backend" in params else replace(merged, backend=None)
 
 
 def sampling(params: dict[str, Any]) -> Any:

@@ -11,6 +11,7 @@ import typer
 from llmcli.cli.app import app
 from llmcli.cli.options import (
     SAMPLING_HELP,
+    Backend,
     Ctx,
     DraftTokens,
     FlashAttn,
@@ -45,6 +46,7 @@ def summarize(
         ),
     ] = None,
     model: Model = None,
+    backend: Backend = None,
     length: Annotated[str, typer.Option("--length", help="short, medium or long.")] = "medium",
     words: Annotated[
         int | None, typer.Option("--words", help="About N words (overrides --length).", show_default=False)

@@ -11,6 +11,7 @@ import typer
 
 from llmcli.cli.app import app
 from llmcli.cli.options import (
+    Backend,
     Ctx,
     DraftTokens,
     FlashAttn,
@@ -88,6 +89,7 @@ def translate(
         ),
     ] = None,
     model: Model = None,
+    backend: Backend = None,
     out: Annotated[
         Path | None,
         typer.Option("--out", "-o", help="Write the translation of one input to FILE.", show_default=False),

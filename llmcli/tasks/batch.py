@@ -127,6 +127,10 @@ def run_batch(
 ) -> list[ItemResult]:
     """Process each source (text -> (result text, tokens)); KeyboardInterrupt stops after cleaning up.
 
+    A failing input is recorded and the batch goes on, unless its error says every later input
+    would fail too (`stops_batch`, e.g. the server is gone): then that error is raised, with all
+    finished outputs already written and recorded.
+
     Results are written exactly as `process` returns them. With workers > 1, that many sources are
     processed at once (process must be thread-safe); each output is written and recorded as soon
     as it is done, and stdout still gets them in input order.
@@ -170,6 +174,8 @@ def run_batch(
             try:
                 produced, tokens = future.result()
             except LlmcliError as exc:
+                if exc.stops_batch:
+                    raise
                 failed(i, exc, key)
             else:
                 finish(i, name, key, started, produced, tokens)
@@ -199,6 +205,8 @@ def run_batch(
                 try:
                     produced, tokens = process(text)
                 except LlmcliError as exc:
+                    if exc.stops_batch:
+                        raise
                     failed(i, exc, key)
                 else:
                     finish(i, name, key, started, produced, tokens)

@@ -1,0 +1,81 @@
+"""Documents per minute through an OpenAI-compatible server: `--backend URL --parallel N` vs N = 1.
+
+Starts native llama.cpp's llama-server with the bench model and N slots (continuous batching,
+`-np N`, each slot 2,048 tokens), then runs the installed `llmcli summarize` and `llmcli translate`
+over the same folder of news articles (../shared/eval) against it, greedy, and prints
+documents/minute, the speedup over one request at a time, and whether the outputs are identical.
+
+    python bench/backend.py [--docs 8] [--threads 2] [--slots 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+from common import bench_model, native_tool
+from parallel import PER_SEQUENCE_CTX, run, write_docs
+
+
+def start_server(model: Path, port: int, slots: int, threads: int) -> subprocess.Popen[bytes]:
+    cmd = [str(native_tool("llama-server")), "-m", str(model), "--host", "127.0.0.1", "--port", str(port)]
+    cmd += ["-t", str(threads), "-np", str(slots), "-c", str(PER_SEQUENCE_CTX * slots), "-fa", "on"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as answer:
+                if answer.status == 200:
+                    return proc
+        except OSError:
+            time.sleep(0.5)
+    proc.kill()
+    raise SystemExit("llama-server did not come up")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--docs", type=int, default=8)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--slots", type=int, default=4)
+    parser.add_argument("--port", type=int, default=8181)
+    args = parser.parse_args()
+    model = bench_model()
+    tasks = {
+        "summarize": ["summarize", "--greedy", "-n", "64"],
+        "translate": ["translate", "--to", "de", "--greedy", "-n", "160"],
+    }
+    server = start_server(model, args.port, args.slots, args.threads)
+    url = f"http://127.0.0.1:{args.port}"
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            docs = Path(tmp) / "docs"
+            docs.mkdir()
+            write_docs(docs, args.docs)
+            print(f"{args.docs} docs, bench model, llama-server -np {args.slots}, {args.threads} threads")
+            print(f"{'task':<10} {'N':>2} {'seconds':>8} {'docs/min':>9} {'speedup':>8} {'identical':>10}")
+            for task, flags in tasks.items():
+                base: tuple[float, dict[str, str]] | None = None
+                for n in (1, args.slots):
+                    command = [flags[0], str(docs), "--backend", url, *flags[1:], "--parallel", str(n)]
+                    command += ["--ctx", str(PER_SEQUENCE_CTX)]
+                    seconds, outputs = run(command, Path(tmp) / f"{task}-{n}")
+                    base = base or (seconds, outputs)
+                    same = sum(outputs[k] == base[1][k] for k in outputs)
+                    print(
+                        f"{task:<10} {n:>2} {seconds:>8.1f} {args.docs / seconds * 60:>9.1f} "
+                        f"{base[0] / seconds:>8.2f} {f'{same}/{len(outputs)}':>10}"
+                    )
+    finally:
+        server.kill()
+        server.wait()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,486 @@
+"""An OpenAI-compatible server as an engine: llama.cpp's llama-server, vLLM, or llama_cpp.server.
+
+Completions go to `/v1/completions`, conversations to `/v1/chat/completions` (the server applies
+its model's own chat template), both streamed as server-sent events. Requests use the standard
+library's http.client, one connection per request, so any number of threads can generate at once:
+that is how `--parallel N` keeps N requests in flight. A refused connection, 429 and 5xx are
+retried with exponential backoff (honouring Retry-After) until the first byte of an answer; an
+answer the server breaks off midway is an error, never silently retried, since text was already
+shown. Token counts come from the server's tokenizer endpoint, else from a local copy of the model.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from llmcli.engine import Generation, Vocabulary
+from llmcli.errors import BackendError, ContextOverflowError, GenerationError, UsageError
+from llmcli.sampling import SamplingConfig
+
+DEFAULT_REMOTE_CTX = 4096  # when the server does not say and --ctx is not given
+CONNECT_TIMEOUT = 10.0
+RETRIES = 5
+BACKOFF = 0.5  # seconds before the first retry, doubling
+MAX_WAIT = 30.0
+RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+# Sampling fields outside OpenAI's API; llama-server, vLLM and llama_cpp.server take them.
+EXTENSIONS = ("top_k", "min_p", "repeat_penalty", "repetition_penalty", "ignore_eos")
+
+
+@dataclass(frozen=True)
+class BackendOptions:
+    """Where the server is and how to talk to it."""
+
+    url: str
+    api_key: str | None = None
+    model: str | None = None  # the server's name for the model; default: its only (or first) one
+    timeout: float = 600.0  # seconds to wait for an answer to start, and between its pieces
+    n_ctx: int | None = None  # the context per request, when the server does not report it
+    parallel: int = 1  # requests kept in flight by batch commands
+    retries: int = RETRIES
+
+
+class _Refused(BackendError):
+    """An HTTP error answer: status and the server's message (RemoteEngine turns it into a clearer one)."""
+
+    def __init__(self, status: int, message: str, retry_after: float | None = None) -> None:
+        super().__init__(f"the server answered {status}: {message}")
+        self.status, self.reason, self.retry_after = status, message, retry_after
+
+
+def _message(raw: bytes) -> str:
+    """The human part of an error body (OpenAI's {"error": {"message"}}, FastAPI's {"detail"})."""
+    text = raw.decode("utf-8", errors="replace").strip()
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return text[:300]
+    if isinstance(data, dict):
+        error = data.get("error", data.get("detail", data))
+        if isinstance(error, dict):
+            return str(error.get("message") or error)[:300]
+        return str(error)[:300]
+    return text[:300]
+
+
+class _Http:
+    """JSON and event-stream requests to one server, with retries."""
+
+    def __init__(self, options: BackendOptions, sleep: Callable[[float], None] = time.sleep) -> None:
+        parts = urlsplit(options.url.rstrip("/"))
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise UsageError(
+                f"--backend must be an http(s) URL, got {options.url!r}", hint="e.g. http://127.0.0.1:8080"
+            )
+        self.url = options.url.rstrip("/")
+        self.scheme, self.host, self.port = parts.scheme, parts.hostname, parts.port
+        base = parts.path.rstrip("/")
+        self.base = base[: -len("/v1")] if base.endswith("/v1") else base
+        self.options = options
+        self._sleep = sleep
+
+    def _connect(self) -> http.client.HTTPConnection:
+        kind = http.client.HTTPSConnection if self.scheme == "https" else http.client.HTTPConnection
+        return kind(self.host, self.port, timeout=CONNECT_TIMEOUT)
+
+    def _open(self, method: str, path: str, body: dict[str, Any] | None) -> http.client.HTTPResponse:
+        """One attempt: the response once its status is 2xx, else _Refused or an OSError."""
+        headers = {"Accept": "application/json, text/event-stream"}
+        if self.options.api_key:
+            headers["Authorization"] = f"Bearer {self.options.api_key}"
+        data = None
+        if body is not None:
+            data = json.dumps(body).encode("utf-8")
+            headers["Content-Type"] = "application/json"
+        connection = self._connect()
+        try:
+            connection.request(method, self.base + path, body=data, headers=headers)
+            if connection.sock is not None:
+                connection.sock.settimeout(self.options.timeout)
+            response = connection.getresponse()
+        except BaseException:
+            connection.close()
+            raise
+        if response.status >= 300:
+            raw = response.read()
+            connection.close()
+            retry_after = response.getheader("Retry-After")
+            try:
+                wait = float(retry_after) if retry_after else None
+            except ValueError:
+                wait = None
+            raise _Refused(response.status, _message(raw), wait)
+        return response
+
+    def open(
+        self, method: str, path: str, body: dict[str, Any] | None = None, retries: int | None = None
+    ) -> http.client.HTTPResponse:
+        """A 2xx response, retrying refused connections, 429 and 5xx with backoff."""
+        retries = self.options.retries if retries is None else retries
+        delay = BACKOFF
+        for attempt in range(retries + 1):
+            last = attempt == retries
+            try:
+                return self._open(method, path, body)
+            except _Refused as refused:
+                if refused.status not in RETRY_STATUSES or last:
+                    raise
+                wait = refused.retry_after if refused.retry_after is not None else delay
+            except (OSError, http.client.HTTPException) as exc:
+                if last:
+                    raise BackendError(
+                        f"cannot reach the server at {self.url}: {_reason(exc)}",
+                        hint="check that it is running and that --backend names it; finished work is "
+                        "kept, so run the command again to continue",
+                    ) from None
+                wait = delay
+            self._sleep(min(wait, MAX_WAIT))
+            delay *= 2
+        raise AssertionError("unreachable")
+
+    def json(
+        self, method: str, path: str, body: dict[str, Any] | None = None, retries: int | None = None
+    ) -> Any:
+        response = self.open(method, path, body, retries)
+        try:
+            return json.loads(response.read())
+        except (OSError, http.client.HTTPException, ValueError) as exc:
+            raise BackendError(f"the server at {self.url} sent a bad answer to {path}: {exc}") from None
+        finally:
+            response.close()
+
+    def events(self, path: str, body: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        """The data objects of a server-sent event stream, until [DONE] or its end."""
+        response = self.open("POST", path, body)
+        try:
+            if "text/event-stream" not in (response.getheader("Content-Type") or ""):
+                yield json.loads(response.read())  # a server that ignored "stream": one JSON answer
+                return
+            data: list[str] = []
+            while True:
+                line = response.readline()
+                if not line:
+                    break
+                text = line.decode("utf-8").rstrip("\r\n")
+                if text.startswith("data:"):
+                    data.append(text[5:].removeprefix(" "))
+                elif not text and data:
+                    payload, data = "\n".join(data), []
+                    if payload == "[DONE]":
+                        return
+                    yield json.loads(payload)
+            # An event without its closing blank line was cut off: the caller sees no finish reason.
+        except (OSError, http.client.HTTPException, ValueError) as exc:
+            raise BackendError(
+                f"the server at {self.url} broke off the answer: {_reason(exc)}",
+                hint="run the command again (a batch continues where it stopped)",
+            ) from None
+        finally:
+            response.close()
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(exc, socket.timeout | TimeoutError):
+        return "timed out"
+    if isinstance(exc, socket.gaierror):
+        return "unknown host"
+    return str(exc) or type(exc).__name__
+
+
+def _ctx_of(model: dict[str, Any]) -> int | None:
+    """The context a server reports for a model in /v1/models (vLLM: max_model_len)."""
+    value = model.get("max_model_len")
+    return int(value) if isinstance(value, int) and value > 0 else None
+
+
+class RemoteEngine:
+    """Generation on an OpenAI-compatible server; safe to use from several threads at once."""
+
+    takes_messages = True  # conversations are sent as messages, for the server's own chat template
+
+    def __init__(
+        self,
+        options: BackendOptions,
+        vocabulary: Vocabulary | None = None,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.options = options
+        self.http = _Http(options, sleep)
+        self._vocabulary = vocabulary  # a local copy's tokenizer, for servers without /tokenize
+        self._tokenizer: str | None = None  # which tokenize endpoint works: probed on first use
+        self._bos: list[int] | None = None
+        self._lock = threading.Lock()
+        self._send_extensions = True
+        self.n_parallel = options.parallel
+        # Documents and their chunks all generate from their own threads: at most N on the wire.
+        self._slots = threading.BoundedSemaphore(options.parallel)
+        try:
+            # One retry only: a server that is not up when the command starts is a mistyped URL or
+            # a server still loading, and the user should hear so at once.
+            listed = self.http.json("GET", "/v1/models", retries=1).get("data") or []
+        except _Refused as refused:
+            raise self._error(refused, "/v1/models") from None
+        models = [m for m in listed if isinstance(m, dict) and m.get("id")]
+        self.name = self._pick(options.model, [str(m["id"]) for m in models])
+        chosen = next((m for m in models if m["id"] == self.name), {})
+        self.n_ctx = options.n_ctx or _ctx_of(chosen) or self._props_ctx() or DEFAULT_REMOTE_CTX
+
+    def _pick(self, wanted: str | None, ids: list[str]) -> str:
+        if wanted and (wanted in ids or not ids):
+            return wanted
+        if len(ids) == 1 or (ids and not wanted):
+            return ids[0]
+        if not ids:
+            raise UsageError(f"the server at {self.http.url} lists no models", hint="pass -m NAME")
+        raise UsageError(
+            f"the server at {self.http.url} has no model {wanted!r}", hint=f"it has: {', '.join(ids)}"
+        )
+
+    def _props_ctx(self) -> int | None:
+        """llama-server reports each slot's context under /props."""
+        try:
+            props = self.http.json("GET", "/props")
+        except (_Refused, BackendError):
+            return None
+        settings = props.get("default_generation_settings") if isinstance(props, dict) else None
+        value = settings.get("n_ctx") if isinstance(settings, dict) else None
+        return int(value) if isinstance(value, int) and value > 0 else None
+
+    def _error(self, refused: _Refused, path: str) -> Exception:
+        """The user-facing error for an HTTP error answer."""
+        where = f"the server at {self.http.url}"
+        if refused.status in (401, 403):
+            return BackendError(
+                f"{where} refused the API key ({refused.status}: {refused.reason})",
+                hint="set LLMCLI_API_KEY (or api_key in the config file) to the server's key",
+            )
+        if refused.status == 404 and path.startswith("/v1"):
+            return BackendError(
+                f"{where} has no {path} ({refused.reason})",
+                hint="--backend should be the server's root URL, e.g. http://127.0.0.1:8080",
+            )
+        lowered = refused.reason.lower()
+        if "context" in lowered and ("length" in lowered or "exceed" in lowered or "size" in lowered):
+            return ContextOverflowError(
+                f"{where}: {refused.reason}", hint="shorten the input, or raise the server's context"
+            )
+        if refused.status in RETRY_STATUSES:
+            return BackendError(
+                f"{where} kept failing ({refused.status}: {refused.reason})",
+                hint="check the server's log; finished work is kept, so run the command again to continue",
+            )
+        return GenerationError(f"{where} refused the request ({refused.status}: {refused.reason})")
+
+    def _call(self, path: str, body: dict[str, Any]) -> Any:
+        try:
+            return self.http.json("POST", path, body)
+        except _Refused as refused:
+            raise self._error(refused, path) from None
+
+    # --- tokens
+
+    def tokenize(self, text: str, *, add_special: bool = True, parse_special: bool = False) -> list[int]:
+        """Tokens of text by the server's tokenizer (or the local copy's, when it has none)."""
+        if self._tokenizer is None:
+            with self._lock:
+                if self._tokenizer is None:
+                    self._tokenizer = self._probe_tokenizer()
+        if self._tokenizer == "local":
+            assert self._vocabulary is not None
+            return self._vocabulary.tokenize(text, add_special=add_special, parse_special=parse_special)
+        if self._tokenizer == "/tokenize":
+            body = {
+                "content": text,  # llama-server
+                "prompt": text,  # vLLM
+                "model": self.name,
+                "add_special": add_special,
+                "add_special_tokens": add_special,
+                "parse_special": parse_special,
+            }
+            return list(self._call("/tokenize", body)["tokens"])
+        # llama_cpp.server always adds BOS (and parses special tokens): drop it when not asked for.
+        tokens = list(self._call("/extras/tokenize", {"input": text, "model": self.name})["tokens"])
+        if not add_special:
+            if self._bos is None:
+                self._bos = list(self._call("/extras/tokenize", {"input": "", "model": self.name})["tokens"])
+            if self._bos and tokens[: len(self._bos)] == self._bos:
+                tokens = tokens[len(self._bos) :]
+        return tokens
+
+    def _probe_tokenizer(self) -> str:
+        for path, body in (
+            ("/tokenize", {"content": "a", "prompt": "a", "model": self.name}),
+            ("/extras/tokenize", {"input": "a", "model": self.name}),
+        ):
+            try:
+                answer = self.http.json("POST", path, body)
+            except _Refused as refused:
+                if refused.status in (401, 403):
+                    raise self._error(refused, path) from None
+                continue
+            if isinstance(answer, dict) and isinstance(answer.get("tokens"), list):
+                return path
+        if self._vocabulary is not None:
+            return "local"
+        raise UsageError(
+            f"the server at {self.http.url} cannot count tokens (no /tokenize), which splitting "
+            "long inputs needs",
+            hint="pass -m with a local copy of the server's model (a GGUF); only its tokenizer is used",
+        )
+
+    def detokenize(self, tokens: Sequence[int]) -> str:
+        """Text of tokens."""
+        if self._vocabulary is not None:
+            return self._vocabulary.detokenize(tokens)
+        for path in ("/detokenize", "/extras/detokenize"):
+            try:
+                answer = self.http.json("POST", path, {"tokens": list(tokens), "model": self.name})
+            except _Refused:
+                continue
+            return str(answer.get("content", answer.get("prompt", answer.get("text", ""))))
+        raise UsageError(f"the server at {self.http.url} cannot turn tokens into text")
+
+    def token_bytes(self, token: int, special: bool = False) -> bytes:
+        """The bytes of one token."""
+        if self._vocabulary is not None:
+            return self._vocabulary.token_bytes(token, special)
+        return self.detokenize([token]).encode("utf-8")
+
+    # --- generation
+
+    def generate(
+        self, prompt: str | Sequence[int], sampling: SamplingConfig, *, lookup: int = 0
+    ) -> Generation:
+        """Continue prompt on the server (/v1/completions). lookup is the server's business: ignored."""
+        text = prompt if isinstance(prompt, str) else self.detokenize(prompt)
+        if not text:
+            raise UsageError("the prompt is empty")
+        return self._start("/v1/completions", {"prompt": text}, sampling)
+
+    def chat(self, messages: list[dict[str, str]], sampling: SamplingConfig) -> Generation:
+        """Answer a conversation on the server (/v1/chat/completions, the model's own template)."""
+        return self._start("/v1/chat/completions", {"messages": messages}, sampling)
+
+    def _body(self, sampling: SamplingConfig) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "model": self.name,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+            "temperature": sampling.temperature,
+            "top_p": sampling.top_p,
+            "seed": sampling.seed,
+            "max_tokens": sampling.max_tokens,
+        }
+        if sampling.stop:
+            body["stop"] = list(sampling.stop)
+        if self._send_extensions:
+            # Always sent: servers' own defaults differ (llama_cpp.server: top-k 40, repeat penalty 1.1).
+            body.update(top_k=sampling.top_k, min_p=sampling.min_p, repeat_penalty=sampling.repeat_penalty)
+            if sampling.repeat_penalty != 1.0:
+                body["repetition_penalty"] = sampling.repeat_penalty  # vLLM's name
+            if sampling.ignore_eos:
+                body["ignore_eos"] = True
+        return body
+
+    def _start(self, path: str, payload: dict[str, Any], sampling: SamplingConfig) -> Generation:
+        sampling = sampling.resolved()
+        gen = Generation(iter(()), sampling)
+        gen._pieces = self._stream(path, payload, gen)
+        return gen
+
+    def _stream(self, path: str, payload: dict[str, Any], gen: Generation) -> Iterator[str]:
+        stats, sampling = gen.stats, gen.sampling
+        first = last = 0.0
+        pieces = 0
+        events: Iterator[dict[str, Any]] = iter(())
+        self._slots.acquire()
+        start = time.perf_counter()
+        try:
+            try:
+                events = self.http.events(path, {**self._body(sampling), **payload})
+                event = next(events, None)
+            except _Refused as refused:
+                if not (
+                    self._send_extensions
+                    and refused.status in (400, 422)
+                    and any(name in refused.reason for name in EXTENSIONS)
+                ):
+                    raise self._error(refused, path) from None
+                self._send_extensions = False  # a strict OpenAI-style server: plain sampling fields only
+                events = self.http.events(path, {**self._body(sampling), **payload})
+                event = next(events, None)
+            while event is not None:
+                if "error" in event:
+                    error = event["error"]
+                    message = error.get("message", str(error)) if isinstance(error, dict) else str(error)
+                    status = error.get("code", 500) if isinstance(error, dict) else 500
+                    raise self._error(_Refused(status if isinstance(status, int) else 500, message), path)
+                if usage := event.get("usage"):
+                    stats.prompt_tokens = int(usage.get("prompt_tokens") or stats.prompt_tokens)
+                    stats.generated_tokens = int(usage.get("completion_tokens") or 0)
+                for choice in event.get("choices") or []:
+                    piece = choice.get("text")
+                    if piece is None:
+                        piece = (choice.get("delta") or choice.get("message") or {}).get("content")
+                    if piece:
+                        last = time.perf_counter()
+                        if not pieces:
+                            first = last
+                            stats.ttft_ms = (first - start) * 1000
+                        pieces += 1
+                        yield piece
+                    if reason := choice.get("finish_reason"):
+                        gen.finish_reason = "stop" if reason == "stop" else "length"
+                event = next(events, None)
+            if gen.finish_reason is None:
+                raise self._cut_short()
+        except _Refused as refused:
+            raise self._error(refused, path) from None
+        finally:
+            events.close()  # type: ignore[attr-defined]  # hangs up, so the server stops generating
+            self._slots.release()
+            stats.generated_tokens = stats.generated_tokens or pieces
+            if gen.finish_reason == "length" and (
+                sampling.max_tokens is None or stats.generated_tokens < sampling.max_tokens
+            ):
+                gen.finish_reason = "context"
+            stats.prompt_ms = stats.ttft_ms
+            stats.decode_ms = (last - first) * 1000
+            stats.total_ms = (time.perf_counter() - start) * 1000
+
+    def _cut_short(self) -> Exception:
+        """The error for a stream that ended without a finish reason: the server died, or refused."""
+        try:
+            self.http.json("GET", "/v1/models", retries=0)
+        except BackendError:
+            return BackendError(
+                f"the server at {self.http.url} went away in the middle of an answer",
+                hint="restart it; finished work is kept, so run the command again to continue",
+            )
+        return GenerationError(
+            f"the server at {self.http.url} ended the answer without finishing it (a prompt longer "
+            "than its context?)",
+            hint="its log says why; --ctx tells llmcli the server's context when it does not report it",
+        )
+
+    def __enter__(self) -> RemoteEngine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Free the local tokenizer, if any (connections close after each request)."""
+        if self._vocabulary is not None:
+            self._vocabulary.close()
