@@ -18,7 +18,7 @@ import urllib.request
 from pathlib import Path
 
 from common import bench_model, native_tool
-from parallel import PER_SEQUENCE_CTX, run, write_docs
+from parallel import PER_SEQUENCE_CTX, compare, write_docs
 
 
 def start_server(model: Path, port: int, slots: int, threads: int) -> subprocess.Popen[bytes]:
@@ -47,10 +47,6 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=8181)
     args = parser.parse_args()
     model = bench_model()
-    tasks = {
-        "summarize": ["summarize", "--greedy", "-n", "64"],
-        "translate": ["translate", "--to", "de", "--greedy", "-n", "160"],
-    }
     server = start_server(model, args.port, args.slots, args.threads)
     url = f"http://127.0.0.1:{args.port}"
     try:
@@ -59,19 +55,20 @@ def main() -> None:
             docs.mkdir()
             write_docs(docs, args.docs)
             print(f"{args.docs} docs, bench model, llama-server -np {args.slots}, {args.threads} threads")
-            print(f"{'task':<10} {'N':>2} {'seconds':>8} {'docs/min':>9} {'speedup':>8} {'identical':>10}")
-            for task, flags in tasks.items():
-                base: tuple[float, dict[str, str]] | None = None
-                for n in (1, args.slots):
-                    command = [flags[0], str(docs), "--backend", url, *flags[1:], "--parallel", str(n)]
-                    command += ["--ctx", str(PER_SEQUENCE_CTX)]
-                    seconds, outputs = run(command, Path(tmp) / f"{task}-{n}")
-                    base = base or (seconds, outputs)
-                    same = sum(outputs[k] == base[1][k] for k in outputs)
-                    print(
-                        f"{task:<10} {n:>2} {seconds:>8.1f} {args.docs / seconds * 60:>9.1f} "
-                        f"{base[0] / seconds:>8.2f} {f'{same}/{len(outputs)}':>10}"
-                    )
+            compare(
+                docs,
+                args.docs,
+                [1, args.slots],
+                lambda task, n: [
+                    *task,
+                    "--backend",
+                    url,
+                    "--parallel",
+                    str(n),
+                    "--ctx",
+                    str(PER_SEQUENCE_CTX),
+                ],
+            )
     finally:
         server.kill()
         server.wait()

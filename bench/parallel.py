@@ -15,11 +15,16 @@ import json
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from common import LLMCLI, SHARED, bench_model, native_tool
 
 PER_SEQUENCE_CTX = 2048
+TASKS = {
+    "summarize": ["summarize", "--greedy", "-n", "64"],
+    "translate": ["translate", "--to", "de", "--greedy", "-n", "160"],
+}
 
 
 def write_docs(folder: Path, count: int) -> None:
@@ -34,6 +39,23 @@ def run(command: list[str], out: Path) -> tuple[float, dict[str, str]]:
     subprocess.run([str(LLMCLI), *command, "--out-dir", str(out)], check=True, capture_output=True)
     seconds = time.perf_counter() - start
     return seconds, {p.name: p.read_text() for p in sorted(out.glob("doc*"))}
+
+
+def compare(
+    docs: Path, count: int, levels: list[int], command: Callable[[list[str], int], list[str]]
+) -> None:
+    """For each task and level N, run command(task flags with the folder, N) and print a table row."""
+    print(f"{'task':<10} {'N':>2} {'seconds':>8} {'docs/min':>9} {'speedup':>8} {'identical':>10}")
+    for task, flags in TASKS.items():
+        base: tuple[float, dict[str, str]] | None = None
+        for n in levels:
+            seconds, outputs = run(command([flags[0], str(docs), *flags[1:]], n), docs.parent / f"{task}-{n}")
+            base = base or (seconds, outputs)
+            same = sum(outputs[k] == base[1][k] for k in outputs)
+            print(
+                f"{task:<10} {n:>2} {seconds:>8.1f} {count / seconds * 60:>9.1f} "
+                f"{base[0] / seconds:>8.2f} {f'{same}/{len(outputs)}':>10}"
+            )
 
 
 def batched_bench(model: Path, threads: int, levels: list[int]) -> str:
@@ -54,35 +76,17 @@ def main() -> None:
     args = parser.parse_args()
     levels = [int(n) for n in args.levels.split(",")]
     model = bench_model()
-    tasks = {
-        "summarize": ["summarize", "--greedy", "-n", "64"],
-        "translate": ["translate", "--to", "de", "-n", "160"],
-    }
+
+    def command(task: list[str], n: int) -> list[str]:
+        sizes = ["--parallel", str(n), "--ctx", str(PER_SEQUENCE_CTX * n), "--threads", str(args.threads)]
+        return [*task, "-m", str(model), *sizes]
+
     with tempfile.TemporaryDirectory() as tmp:
         docs = Path(tmp) / "docs"
         docs.mkdir()
         write_docs(docs, args.docs)
         print(f"{args.docs} documents, bench model, {args.threads} threads, {PER_SEQUENCE_CTX} per sequence")
-        print(f"{'task':<10} {'N':>2} {'seconds':>8} {'docs/min':>9} {'speedup':>8} {'identical':>10}")
-        for task, flags in tasks.items():
-            base: tuple[float, dict[str, str]] | None = None
-            for n in levels:
-                command = [flags[0], str(docs), "-m", str(model), *flags[1:]]
-                command += [
-                    "--parallel",
-                    str(n),
-                    "--ctx",
-                    str(PER_SEQUENCE_CTX * n),
-                    "--threads",
-                    str(args.threads),
-                ]
-                seconds, outputs = run(command, Path(tmp) / f"{task}-{n}")
-                base = base or (seconds, outputs)
-                same = sum(outputs[k] == base[1][k] for k in outputs)
-                print(
-                    f"{task:<10} {n:>2} {seconds:>8.1f} {args.docs / seconds * 60:>9.1f} "
-                    f"{base[0] / seconds:>8.2f} {f'{same}/{len(outputs)}':>10}"
-                )
+        compare(docs, args.docs, levels, command)
     print("\nllama-batched-bench, same model (PP 256 prompt tokens and TG 64 generated per sequence):")
     print(batched_bench(model, args.threads, levels))
 
