@@ -473,7 +473,11 @@ class LocalEngine:
         self._active: Generation | None = None  # one generation at a time owns the context
         self._eog: list[int] | None = None
         self._prompt_cache: PromptCache | None = None
-        self._warm_up()
+        if options.n_seq_max == 1:
+            # Several sequences are decoded by ParallelEngine's own thread, which warms up there:
+            # llama.cpp's CPU backend runs on OpenMP, and once another thread has its own OpenMP
+            # team the decoding thread's runs 60% slower (bench/README.md).
+            self._warm_up()
 
     def reset(self) -> None:
         """Forget the KV cache: the next prompt is evaluated from scratch."""
@@ -857,7 +861,7 @@ class _Live:
     choose: Callable[[int], int]
     sampler: Any
     out: _Output
-    fed: int = 0  # prompt tokens in the cache
+    fed: int = 0  # tokens in the cache
     token: int | None = None  # sampled, not yet in the cache
 
 
@@ -879,6 +883,9 @@ class ParallelEngine:
         self.n_parallel = engine.n_seq_max
         self.n_ctx = engine.n_ctx // engine.n_seq_max  # what each sequence can hold
         self._inbox: queue.SimpleQueue[_Request | None] = queue.SimpleQueue()
+        # Prompt tokens whose cells each slot holds: kept after a sequence ends, so a prompt that
+        # starts the same way (the instructions every chunk and file shares) is evaluated once.
+        self._held: list[list[int]] = [[] for _ in range(self.n_parallel)]
         self._failure: BaseException | None = None
         self._lock = threading.Lock()
         self._closed = False
@@ -913,7 +920,8 @@ class ParallelEngine:
     def generate(
         self, prompt: str | Sequence[int], sampling: SamplingConfig, *, lookup: int = 0
     ) -> Generation:
-        """Queue a generation (lookup is ignored: batching already fills the steps)."""
+        """Queue a generation. lookup is ignored: with several sequences a step's batch is already
+        full, and drafts verified in it made summarize and translate slower (bench/README.md)."""
         tokens = _prompt_tokens(
             self,
             prompt,
@@ -955,11 +963,12 @@ class ParallelEngine:
     # -- the decoding thread
 
     def _serve(self) -> None:
-        engine, lib = self.engine, self.engine._lib
+        engine = self.engine
         free = list(range(self.n_parallel))
         live: dict[int, _Live] = {}
         waiting: deque[_Request] = deque()
         try:
+            engine._warm_up()
             while True:
                 try:
                     item = self._inbox.get(block=not live and not waiting)
@@ -973,12 +982,12 @@ class ParallelEngine:
                     request = waiting.popleft()
                     if request.cancelled:
                         continue
-                    seq = free.pop(0)
-                    lib.llama_memory_seq_rm(engine._mem, seq, -1, -1)
+                    seq, reused = self._place(request.tokens, free, live)
                     choose, sampler = engine._chooser(request.gen.sampling, request.tokens)
                     out = _Output(engine, request.gen, time.perf_counter())
                     request.gen.stats.prompt_tokens = len(request.tokens)
-                    live[seq] = _Live(request, seq, choose, sampler, out)
+                    request.gen.stats.cached_tokens = reused
+                    live[seq] = _Live(request, seq, choose, sampler, out, fed=reused)
                 for seq in [s for s, one in live.items() if one.request.cancelled]:
                     self._release(live.pop(seq), free, None)
                 if live:
@@ -1005,6 +1014,34 @@ class ParallelEngine:
             for request in waiting:
                 request.pieces.put(stopped)
 
+    def _place(self, tokens: list[int], free: list[int], live: dict[int, _Live]) -> tuple[int, int]:
+        """A free slot for a prompt, holding the longest prefix of it any slot has: (slot, tokens reused)."""
+        lib, mem = self.engine._lib, self.engine._mem
+
+        def shared(seq: int) -> int:
+            held = live[seq].request.tokens[: live[seq].fed] if seq in live else self._held[seq]
+            n = 0
+            for a, b in zip(held, tokens[:-1], strict=False):  # the last token is evaluated, for logits
+                if a != b:
+                    break
+                n += 1
+            return n
+
+        free.sort()  # the lowest ids first: see _step
+        seq = max(free, key=shared)
+        source = max(range(self.n_parallel), key=shared)
+        reused = shared(source)
+        if shared(seq) < reused:
+            # Another slot holds more of it. Each sequence has its own KV buffer, which llama.cpp
+            # copies whole (milliseconds, where evaluating the tokens again takes a second).
+            lib.llama_memory_seq_cp(mem, source, seq, -1, -1)
+        else:
+            reused = shared(seq)
+        lib.llama_memory_seq_rm(mem, seq, reused, -1)
+        free.remove(seq)
+        self._held[seq] = []
+        return seq, reused
+
     def _step(self, live: dict[int, _Live], free: list[int]) -> None:
         """One llama_decode: every decoding sequence's next token, then prompt chunks; then sample."""
         engine = self.engine
@@ -1017,11 +1054,14 @@ class ParallelEngine:
             batch.token[n], batch.pos[n], batch.seq_id[n][0], batch.logits[n] = token, pos, seq, logits
             n += 1
 
-        for one in live.values():
+        # By sequence id: llama.cpp splits a batch over per-sequence KV buffers into ubatches of
+        # consecutive ids with equal token counts, so any other order costs a graph run per gap.
+        ordered = sorted(live.values(), key=lambda one: one.seq)
+        for one in ordered:
             if one.token is not None:
                 rows.append((one, n))
                 add(one.token, one.fed, one.seq, True)
-        for one in live.values():
+        for one in ordered:
             tokens = one.request.tokens
             if one.token is None and one.fed < len(tokens) and n < capacity:
                 take = min(capacity - n, len(tokens) - one.fed)
@@ -1048,8 +1088,11 @@ class ParallelEngine:
             self._release(one, free, None)
 
     def _release(self, one: _Live, free: list[int], error: BaseException | None) -> None:
-        """Free a sequence's cells, sampler and slot, and end its caller's stream."""
-        self.engine._lib.llama_memory_seq_rm(self.engine._mem, one.seq, -1, -1)
+        """Free a sequence's sampler and slot (its prompt's cells stay for reuse) and end its stream."""
+        prompt = one.request.tokens
+        kept = len(prompt) if error is None and one.fed >= len(prompt) else 0
+        self.engine._lib.llama_memory_seq_rm(self.engine._mem, one.seq, kept, -1)
+        self._held[one.seq] = prompt[:kept]
         if one.sampler is not None:
             self.engine._lib.llama_sampler_free(one.sampler)
             one.sampler = None

@@ -67,6 +67,21 @@ def test_sampled_sequences_keep_their_own_seeds(stories: Path, stories_engine: L
         assert run_all(engine, jobs) == expected
 
 
+def test_a_shared_prefix_is_evaluated_once(stories: Path, stories_engine: LocalEngine) -> None:
+    # As summarize sends them: the same long instructions, then each document.
+    head = "Lily and her mom went to the store to buy some food for the party. They saw a big cake. "
+    jobs = [(head + p, SamplingConfig(temperature=0.0, max_tokens=24)) for p in PROMPTS]
+    expected = [stories_engine.generate(p, s).run().text for p, s in jobs]
+    shared = len(stories_engine.tokenize(head)) - 1  # the prompts' common tokens, less the one before p
+    with ParallelEngine(LocalEngine(stories, EngineOptions(n_ctx=1024, n_seq_max=2))) as engine:
+        first = engine.generate(*jobs[0])
+        assert first.run().text == expected[0] and first.stats.cached_tokens == 0
+        # While one sequence runs, the next takes its prefix from the other slot's cells.
+        gens = [engine.generate(p, s) for p, s in jobs[1:]]
+        assert [g.run().text for g in gens] == expected[1:]
+        assert all(g.stats.cached_tokens >= shared for g in gens)
+
+
 def test_limits_and_closing(stories: Path) -> None:
     engine = ParallelEngine(LocalEngine(stories, EngineOptions(n_ctx=512, n_seq_max=2)))
     with pytest.raises(ContextOverflowError, match="each of the 2 parallel sequences holds 256"):
