@@ -207,3 +207,13 @@ def test_config_file_and_environment_name_the_backend(
     )
     assert from_env.stdout == from_file.stdout
     assert len(proxy.bodies) == 2
+
+
+def test_commands_that_need_the_model_itself_ignore_a_configured_backend(
+    run_cli: Run, stories: Path, tmp_path: Path
+) -> None:
+    sample = tmp_path / "story.txt"
+    sample.write_text("Once upon a time, there was a little girl named Lily. She loved to play. " * 20)
+    gone = {"LLMCLI_BACKEND": f"http://127.0.0.1:{free_port()}"}
+    result = run_cli("perplexity", str(sample), "-m", str(stories), "--ctx", "64", env=gone)
+    assert result.returncode == 0 and "stories260K.gguf" in result.stdout, result.stderr
