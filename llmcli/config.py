@@ -53,6 +53,7 @@ class Settings:
     flash_attn: str = "auto"
     backend: str | None = None  # an OpenAI-compatible server's URL: generate there instead of locally
     api_key: str | None = field(default=None, repr=False)  # sent to the backend as a bearer token
+    prompt_cache_mb: int = 4096  # --prompt-cache keeps at most this much on disk
     timeout: int = 600  # seconds to wait on the backend for a response to start or a piece to arrive
 
     def merged(self, **flags: Any) -> Settings:

@@ -109,6 +109,8 @@ def load_model(
     """
     if parallel < 1:
         raise UsageError(f"--parallel must be >= 1, got {parallel}")
+    if prompt_cache and settings.prompt_cache_mb <= 0:
+        raise UsageError(f"prompt_cache_mb must be > 0, got {settings.prompt_cache_mb}")
     if settings.backend:
         return _load_remote(settings, parallel)
     ref = model_ref(settings)
@@ -127,7 +129,8 @@ def load_model(
     options.validate()
     engine = LocalEngine(path, options)
     if prompt_cache:
-        engine.use_prompt_cache(PromptCache(Paths.from_env().cache_dir / "prompt-cache"))
+        folder = Paths.from_env().cache_dir / "prompt-cache"
+        engine.use_prompt_cache(PromptCache(folder, settings.prompt_cache_mb << 20))
     return LoadedModel(engine, ref, ParallelEngine(engine) if parallel > 1 else None)
 
 

@@ -7,6 +7,8 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from llmcli.engine import EngineOptions, LocalEngine
 from llmcli.promptcache import PromptCache
 from llmcli.sampling import SamplingConfig
@@ -85,3 +87,16 @@ def test_cli_second_run_starts_from_the_cache(
     second = json.loads(run_cli(*args, LONG).stdout)
     assert first["cached_tokens"] == 0 and second["cached_tokens"] == second["prompt_tokens"] - 1
     assert second["text"] == first["text"]
+
+
+def test_the_size_bound_is_a_setting(stories: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from llmcli.config import Settings
+    from llmcli.errors import UsageError
+    from llmcli.runtime import load_model
+
+    monkeypatch.setenv("LLMCLI_HOME", str(tmp_path))
+    with load_model(Settings(model=str(stories), prompt_cache_mb=3), prompt_cache=True) as loaded:
+        assert loaded.engine._prompt_cache is not None
+        assert loaded.engine._prompt_cache.max_bytes == 3 << 20
+    with pytest.raises(UsageError, match="prompt_cache_mb"):
+        load_model(Settings(model=str(stories), prompt_cache_mb=0), prompt_cache=True)
