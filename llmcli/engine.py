@@ -473,6 +473,7 @@ class LocalEngine:
         self._active: Generation | None = None  # one generation at a time owns the context
         self._eog: list[int] | None = None
         self._prompt_cache: PromptCache | None = None
+        self._draft_model: LocalEngine | None = None
         if options.n_seq_max == 1:
             # Several sequences are decoded by ParallelEngine's own thread, which warms up there:
             # llama.cpp's CPU backend runs on OpenMP, and once another thread has its own OpenMP
@@ -501,6 +502,9 @@ class LocalEngine:
         if self._active is not None:
             self._active.close()  # its cleanup needs the context, so it must run first
             self._active = None
+        if self._draft_model is not None:
+            self._draft_model.close()
+            self._draft_model = None
         if self._batch is not None:
             lib.llama_batch_free(self._batch)
             self._batch = None
@@ -592,7 +596,9 @@ class LocalEngine:
             choose, sampler = self._chooser(sampling, tokens)
             out = _Output(self, gen, start)
             limit = sampling.max_tokens
-            index = NgramIndex(tokens) if lookup > 0 else None
+            index: NgramIndex | ModelDrafter | None = None
+            if lookup > 0:
+                index = ModelDrafter(self._draft_model, tokens) if self._draft_model else NgramIndex(tokens)
             budget = DraftBudget(lookup)
             n_past = len(tokens)
             token = choose(-1)
@@ -731,6 +737,20 @@ class LocalEngine:
 
     # -- KV cache
 
+    def use_draft_model(self, model: LocalEngine) -> None:
+        """Draft with a small model of the same vocabulary instead of prompt lookup (this engine
+        closes it). Speculation stays exact: every draft is verified as prompt-lookup drafts are."""
+        probe = range(0, self.n_vocab, max(1, self.n_vocab // 2000))
+        if model.n_vocab != self.n_vocab or any(
+            model.token_bytes(t, special=True) != self.token_bytes(t, special=True) for t in probe
+        ):
+            model.close()
+            raise UsageError(
+                f"the draft model {model.model_path.name} has another vocabulary than {self.model_path.name}",
+                hint="pick a smaller model of the same family (same tokenizer)",
+            )
+        self._draft_model = model
+
     def use_prompt_cache(self, cache: PromptCache) -> None:
         """Restore long prompt prefixes from cache, and save long prompts to it."""
         self._prompt_cache = cache
@@ -837,6 +857,32 @@ class LocalEngine:
             raise ContextOverflowError("the KV cache is full", hint="raise --ctx")
         if status != 0:
             raise GenerationError(f"llama.cpp failed to evaluate tokens (status {status}): {_recent_log()}")
+
+
+class ModelDrafter:
+    """Drafts by greedy decoding on a small model of the same vocabulary (`--draft-model`).
+
+    The same interface as NgramIndex: the main loop appends every token it emits and asks for up
+    to `limit` drafts. The small model's KV cache follows the context: what it drafted and the
+    main model rejected is dropped by the prefix reuse of its next call.
+    """
+
+    def __init__(self, model: LocalEngine, tokens: Sequence[int]) -> None:
+        self.model, self.tokens = model, list(tokens)
+
+    def append(self, token: int) -> None:
+        self.tokens.append(token)
+
+    def draft(self, limit: int) -> list[int]:
+        context = list(self.tokens)
+        drafts: list[int] = []
+        for _ in range(min(limit, self.model.n_ctx - len(context) - 1)):
+            token = int(self.model.next_logits(context).argmax())
+            if self.model.is_eog(token):
+                break
+            drafts.append(token)
+            context.append(token)
+        return drafts
 
 
 # --- several sequences in one context ---------------------------------------------------------

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from llmcli.config import Paths, Settings
@@ -100,18 +100,23 @@ def load_model(
     prompt_cache: bool = False,
     parallel: int = 1,
     auto_parallel: bool = False,
+    draft_model: str | None = None,
 ) -> LoadedModel:
     """Resolve (downloading it first if needed) and load the settings' model.
 
     prompt_cache: save and restore the KV state of long prompts on disk (`--prompt-cache`).
     parallel: sequences decoded together; the context (--ctx) is split evenly between them. With
     auto_parallel, fewer when a share would drop below MIN_SEQUENCE_CTX tokens.
+    draft_model: a small model of the same vocabulary that drafts for speculative decoding (one
+    sequence at a time only: with several, drafts are not used, so it is not loaded).
     """
     if parallel < 1:
         raise UsageError(f"--parallel must be >= 1, got {parallel}")
     if prompt_cache and settings.prompt_cache_mb <= 0:
         raise UsageError(f"prompt_cache_mb must be > 0, got {settings.prompt_cache_mb}")
     if settings.backend:
+        if draft_model:
+            raise UsageError("--draft-model drafts for a local model, not for --backend")
         return _load_remote(settings, parallel)
     ref = model_ref(settings)
     path = Store(offline=offline).resolve(ref, progress)
@@ -128,6 +133,13 @@ def load_model(
     )
     options.validate()
     engine = LocalEngine(path, options)
+    if draft_model and parallel == 1:
+        try:
+            draft_path = Store(offline=offline).resolve(load_registry().parse(draft_model), progress)
+            engine.use_draft_model(LocalEngine(draft_path, replace(options, n_ctx=engine.n_ctx)))
+        except BaseException:
+            engine.close()
+            raise
     if prompt_cache:
         folder = Paths.from_env().cache_dir / "prompt-cache"
         engine.use_prompt_cache(PromptCache(folder, settings.prompt_cache_mb << 20))

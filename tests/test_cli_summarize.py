@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from conftest import LLMCLI
-from tinymodel import SHARED, write_chat_model
+from tinymodel import SHARED, chain, write_chat_model
 
 Run = Callable[..., subprocess.CompletedProcess[str]]
 
@@ -127,3 +127,21 @@ def test_bad_options(run_cli: Run, chat_model: Path, docs: Path, tmp_path: Path)
     assert both.returncode == 2
     missing = run_cli(*args(chat_model, str(tmp_path / "nope")))
     assert missing.returncode == 2 and "nope" in missing.stderr
+
+
+def test_a_draft_model_summarizes_the_same(
+    run_cli: Run, chat_model: Path, docs: Path, program_model: Callable[..., Path]
+) -> None:
+    doc = str(docs / "news0.txt")
+    plain = run_cli(*args(chat_model, doc, "--no-speculative"))
+    # stories260K itself has the chat model's vocabulary (the chat model is stories plus a template).
+    drafted = run_cli(*args(chat_model, doc, "--draft-model", str(SHARED / "models" / "stories260K.gguf")))
+    assert drafted.returncode == 0 and drafted.stdout == plain.stdout, drafted.stderr
+    several = run_cli(*args(chat_model, doc, "--draft-model", str(chat_model), "--parallel", "2"))
+    assert several.returncode == 2 and "one document at a time" in several.stderr
+    remote = run_cli(
+        *args(chat_model, doc, "--draft-model", str(chat_model), "--backend", "http://127.0.0.1:9")
+    )
+    assert remote.returncode == 2 and "not for --backend" in remote.stderr
+    other = run_cli(*args(chat_model, doc, "--draft-model", str(program_model(chain([15043, 3186])))))
+    assert other.returncode == 2 and "another vocabulary" in other.stderr and "Traceback" not in other.stderr

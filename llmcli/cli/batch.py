@@ -94,6 +94,7 @@ def load_batch_model(env: Environment, params: dict[str, Any], inputs: int) -> L
         progress=DownloadBar(env),
         parallel=workers,
         auto_parallel=auto,
+        draft_model=params.get("draft_model"),
     )
 
 

@@ -182,6 +182,17 @@ DraftTokens = Annotated[
     ),
 ]
 
+DraftModel = Annotated[
+    str | None,
+    typer.Option(
+        "--draft-model",
+        help="A small model of the same tokenizer that drafts for -m (instead of prompt lookup); "
+        "the output is unchanged. One document at a time only.",
+        show_default=False,
+        rich_help_panel="Speed",
+    ),
+]
+
 Parallel = Annotated[
     int | None,
     typer.Option(
@@ -206,14 +217,20 @@ PromptCacheFlag = Annotated[
 
 def parallel(params: dict[str, Any], inputs: int) -> tuple[int, bool]:
     """Sequences to decode together, and whether that number was chosen automatically."""
+    if params.get("draft_model"):  # drafts help one sequence; several already fill each step
+        if (params["parallel"] or 1) > 1:
+            from llmcli.errors import UsageError
+
+            raise UsageError("--draft-model works one document at a time", hint="drop --parallel")
+        return 1, False
     if params["parallel"] is not None:
         return params["parallel"], False
     return (min(4, inputs), True) if inputs > 1 else (1, True)
 
 
 def lookup(params: dict[str, Any]) -> int:
-    """Draft tokens per step for speculative decoding (0: off)."""
-    return params["draft_tokens"] if params["speculative"] else 0
+    """Draft tokens per step for speculative decoding (0: off); --draft-model turns it on."""
+    return params["draft_tokens"] if params["speculative"] or params.get("draft_model") else 0
 
 
 Offline = Annotated[

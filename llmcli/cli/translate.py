@@ -13,6 +13,7 @@ from llmcli.cli.app import app
 from llmcli.cli.options import (
     Backend,
     Ctx,
+    DraftModel,
     DraftTokens,
     FlashAttn,
     Force,
@@ -128,6 +129,7 @@ def translate(
     max_tokens: MaxTokens = None,
     speculative: Speculative = True,
     draft_tokens: DraftTokens = 8,
+    draft_model: DraftModel = None,
     parallel: Parallel = None,
     offline: Offline = False,
     verbose: Annotated[
