@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import signal
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -154,10 +157,11 @@ def run_batch(
         seconds = round(time.perf_counter() - started, 3)
         result = ItemResult(name, "done", text=produced, tokens=tokens, seconds=seconds, key=key)
         target = output.target(sources[i].relative)
-        if target is not None:
-            atomic_write_text(target, produced)
-            result.output = str(target)
-        ledger.record(result)
+        with _interrupt_deferred():  # an output and its record: both or neither
+            if target is not None:
+                atomic_write_text(target, produced)
+                result.output = str(target)
+            ledger.record(result)
         result.path = sources[i].display
         settle(i, result)
 
@@ -218,6 +222,22 @@ def run_batch(
     if progress:
         progress(total, total, "")
     return [results[i] for i in range(total)]
+
+
+@contextmanager
+def _interrupt_deferred() -> Iterator[None]:
+    """Hold a Ctrl-C that arrives inside the block back until its end (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, _frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if caught:
+            raise KeyboardInterrupt
 
 
 def _shown(produced: str, display: str, headers: bool, last: bool) -> str:
