@@ -1073,16 +1073,15 @@ class ParallelEngine:
                 n += 1
             return n
 
-        free.sort()  # the lowest ids first: see _step
-        seq = max(free, key=shared)
-        source = max(range(self.n_parallel), key=shared)
-        reused = shared(source)
-        if shared(seq) < reused:
+        common = [shared(slot) for slot in range(self.n_parallel)]
+        seq = max(sorted(free), key=common.__getitem__)  # ties: the lowest id (see _step)
+        source = max(range(self.n_parallel), key=common.__getitem__)
+        reused = common[seq]
+        if reused < common[source]:
             # Another slot holds more of it. Each sequence has its own KV buffer, which llama.cpp
             # copies whole (milliseconds, where evaluating the tokens again takes a second).
             lib.llama_memory_seq_cp(mem, source, seq, -1, -1)
-        else:
-            reused = shared(seq)
+            reused = common[source]
         lib.llama_memory_seq_rm(mem, seq, reused, -1)
         free.remove(seq)
         self._held[seq] = []

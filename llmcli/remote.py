@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -211,13 +212,14 @@ class RemoteEngine:
     def __init__(
         self,
         options: BackendOptions,
-        vocabulary: Vocabulary | None = None,
+        local_copy: Path | None = None,
         *,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.options = options
         self.http = _Http(options, sleep)
-        self._vocabulary = vocabulary  # a local copy's tokenizer, for servers without /tokenize
+        self._local_copy = local_copy  # the model's GGUF here: its tokenizer, if the server has none
+        self._vocabulary: Vocabulary | None = None  # loaded only then
         self._tokenizer: str | None = None  # which tokenize endpoint works: probed on first use
         self._bos: list[int] | None = None
         self._lock = threading.Lock()
@@ -331,7 +333,8 @@ class RemoteEngine:
                 continue
             if isinstance(answer, dict) and isinstance(answer.get("tokens"), list):
                 return path
-        if self._vocabulary is not None:
+        if self._local_copy is not None:
+            self._vocabulary = Vocabulary.load(self._local_copy)
             return "local"
         raise UsageError(
             f"the server at {self.http.url} cannot count tokens (no /tokenize), which splitting "
@@ -341,7 +344,7 @@ class RemoteEngine:
 
     def detokenize(self, tokens: Sequence[int]) -> str:
         """Text of tokens."""
-        if self._vocabulary is not None:
+        if self._vocabulary is not None:  # the server has no tokenizer endpoints
             return self._vocabulary.detokenize(tokens)
         for path in ("/detokenize", "/extras/detokenize"):
             try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import suppress
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
@@ -148,16 +149,12 @@ def load_model(
 
 def _load_remote(settings: Settings, parallel: int) -> LoadedModel:
     """The settings' server as an engine; -m names its model, and lends a tokenizer if it is local."""
-    from llmcli.engine import Vocabulary
     from llmcli.remote import BackendOptions, RemoteEngine
 
-    vocabulary = None
+    local_copy = None
     if settings.model:
-        try:
-            path = Store(offline=True).resolve(load_registry().parse(settings.model))
-            vocabulary = Vocabulary.load(path)
-        except LlmcliError:
-            pass  # a name only the server knows
+        with suppress(LlmcliError):  # else a name only the server knows
+            local_copy = Store(offline=True).resolve(load_registry().parse(settings.model))
     options = BackendOptions(
         settings.backend or "",
         api_key=settings.api_key,
@@ -166,12 +163,7 @@ def _load_remote(settings: Settings, parallel: int) -> LoadedModel:
         n_ctx=settings.ctx,
         parallel=parallel,
     )
-    try:
-        return LoadedModel(RemoteEngine(options, vocabulary), None)
-    except BaseException:
-        if vocabulary is not None:
-            vocabulary.close()
-        raise
+    return LoadedModel(RemoteEngine(options, local_copy), None)
 
 
 def open_engine(
