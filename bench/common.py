@@ -26,6 +26,23 @@ def bench_model(quant: str = "q4_0") -> Path:
     return path
 
 
+def stories_model(quant: str = "f32") -> Path:
+    """The trained stories260K model (../shared/models), or a copy quantized by llama.cpp into bench/out/."""
+    source = SHARED / "models" / "stories260K.gguf"
+    if quant == "f32":
+        return source
+    path = OUT / f"stories260K-{quant}.gguf"
+    if not path.exists():
+        import llama_cpp
+
+        OUT.mkdir(parents=True, exist_ok=True)
+        params = llama_cpp.llama_model_quantize_default_params()
+        params.ftype = getattr(llama_cpp, f"LLAMA_FTYPE_MOSTLY_{quant.upper()}")
+        if llama_cpp.llama_model_quantize(str(source).encode(), str(path).encode(), params) != 0:
+            sys.exit(f"llama.cpp could not quantize {source} to {quant}")
+    return path
+
+
 def native_tool(name: str) -> Path:
     """A native llama.cpp binary: $LLAMA_CPP_BIN/NAME, PATH, or bench/build_native.sh's output."""
     candidates = [Path(os.environ["LLAMA_CPP_BIN"]) / name] if os.environ.get("LLAMA_CPP_BIN") else []
