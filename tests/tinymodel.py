@@ -131,3 +131,13 @@ def write_chat_model(path: Path, template: str = PLAIN_TEMPLATE, source: Path = 
     writer.write_tensors_to_file()
     writer.close()
     return path
+
+
+def quantize(source: Path, path: Path, quant: str) -> Path:
+    """A copy of source quantized by llama.cpp (q8_0, q4_0, ...): its CPU kernels for those types."""
+    import llama_cpp
+
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = getattr(llama_cpp, f"LLAMA_FTYPE_MOSTLY_{quant.upper()}")
+    assert llama_cpp.llama_model_quantize(str(source).encode(), str(path).encode(), params) == 0
+    return path

@@ -1,0 +1,47 @@
+"""Greedy output is the same with prompt-lookup speculation and with several sequences in one batch,
+on copies of the trained stories model quantized by llama.cpp (its q8_0 and q4_0 CPU kernels)."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+from ties import assert_same_up_to_a_tie
+from tinymodel import STORIES, quantize
+
+from llmcli.engine import EngineOptions, LocalEngine, ParallelEngine
+from llmcli.sampling import SamplingConfig
+
+PROMPTS = ["Once upon a time", "Tim had a red ball", "The cat was sad because", "Anna found a shiny rock"]
+GREEDY = SamplingConfig(temperature=0.0, max_tokens=150, ignore_eos=True)
+
+
+@pytest.fixture(scope="module", params=["q8_0", "q4_0"])
+def quantized(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return quantize(
+        STORIES, tmp_path_factory.mktemp("quant") / f"stories-{request.param}.gguf", request.param
+    )
+
+
+def test_lookup_and_parallel_keep_greedy_output(quantized: Path) -> None:
+    with LocalEngine(quantized, EngineOptions(n_ctx=512)) as plain:
+        prompts = [plain.tokenize(p) for p in PROMPTS]
+        expected = [plain.generate(p, GREEDY).run().tokens for p in prompts]
+        drafted = [plain.generate(p, GREEDY, lookup=8).run() for p in prompts]
+        assert sum(d.stats.accepted_tokens for d in drafted) > 0
+        batched: list[list[int]] = [[] for _ in prompts]
+        with ParallelEngine(LocalEngine(quantized, EngineOptions(n_ctx=1024, n_seq_max=4))) as parallel:
+
+            def work(i: int) -> None:
+                batched[i] = parallel.generate(prompts[i], GREEDY).run().tokens
+
+            threads = [threading.Thread(target=work, args=(i,)) for i in range(len(prompts))]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+        for prompt, want, fast, together in zip(prompts, expected, drafted, batched, strict=True):
+            assert len(want) == 150
+            assert_same_up_to_a_tie(plain, prompt, want, fast.tokens)
+            assert_same_up_to_a_tie(plain, prompt, want, together)
