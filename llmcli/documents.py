@@ -40,7 +40,7 @@ class Source:
     @classmethod
     def stdin(cls) -> Source:
         """The source for standard input."""
-        return cls(None, "<stdin>", Path("stdin"))
+        return cls(None, "<stdin>", Path("stdin.txt"))
 
 
 def collect_sources(args: list[str]) -> list[Source]:

@@ -62,6 +62,8 @@ def test_stdout_headers_and_stdin(run_cli: Run, chat_model: Path, docs: Path) ->
     assert two.stdout.count("==> ") == 2 and f"==> {docs / 'news0.txt'} <==" in two.stdout
     piped = run_cli(*args(chat_model), input="Lily had a red ball. She played with it in the park.\n")
     assert piped.returncode == 0 and piped.stdout.strip() and "==>" not in piped.stdout
+    dash = run_cli(*args(chat_model, "-"), input="Lily had a red ball. She played with it in the park.\n")
+    assert dash.returncode == 0 and dash.stdout == piped.stdout
     empty = run_cli(*args(chat_model), input="   \n")
     assert empty.returncode == 1 and "empty" in empty.stderr
 

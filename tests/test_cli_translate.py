@@ -85,6 +85,8 @@ def test_structure_and_code_blocks_are_kept_exactly(run_cli: Run, hallo: Path, t
     assert "source language: English (detected)" in result.stderr
     piped = run_cli("translate", "--to", "de", "-m", str(hallo), input="\n\n  Hello there.\n\n\n")
     assert piped.stdout == "\n\n  Hallo Welt\n\n\n"  # leading and trailing whitespace kept
+    dash = run_cli("translate", "-", "--to", "de", "-m", str(hallo), input="\n\n  Hello there.\n\n\n")
+    assert dash.stdout == piped.stdout  # "-" is stdin, not the text "-"
 
 
 def test_out_file_and_out_dir_naming(run_cli: Run, hallo: Path, tmp_path: Path) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
@@ -18,14 +17,14 @@ if TYPE_CHECKING:
 
 
 def read_inputs(env: Environment, paths: list[str] | None, verb: str) -> tuple[list[Source], bytes | None]:
-    """The sources that paths name, or standard input when none (an error on a terminal)."""
+    """The sources that paths name, or standard input when none or `-` (an error on a terminal)."""
     from llmcli.documents import collect_sources
 
-    if paths:
+    if paths and paths != ["-"]:
         return collect_sources(paths), None
     if env.stdin_isatty:
         raise UsageError(f"nothing to {verb}", hint="pass files or folders, or pipe text into stdin")
-    return [Source(None, "<stdin>", Path("stdin.txt"))], env.stdin.read()
+    return [Source.stdin()], env.stdin.read()
 
 
 def run_documents(

@@ -43,7 +43,7 @@ def summarize(
     paths: Annotated[
         list[str] | None,
         typer.Argument(
-            help="Files, folders (recursive) or glob patterns; stdin when none.", show_default=False
+            help="Files, folders (recursive) or glob patterns; stdin when none or `-`.", show_default=False
         ),
     ] = None,
     model: Model = None,

@@ -42,7 +42,7 @@ _DOCUMENT_SUFFIXES = (".txt", ".md", ".markdown", ".rst", ".html", ".htm", ".pdf
 
 def _is_text_argument(args: list[str]) -> bool:
     """One argument that names no file and does not look like a path is text to translate."""
-    if len(args) != 1:
+    if len(args) != 1 or args[0] == "-":
         return False
     arg = args[0]
     if not arg.strip() or Path(arg).exists() or Path(arg).is_symlink() or glob.glob(arg):
@@ -71,7 +71,7 @@ def translate(
     inputs: Annotated[
         list[str] | None,
         typer.Argument(
-            help="Text to translate, or files, folders (recursive) and glob patterns; stdin when none.",
+            help="Text to translate, or files, folders (recursive), glob patterns; stdin when none or `-`.",
             show_default=False,
             metavar="[TEXT | PATH...]",
         ),
