@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -153,7 +154,15 @@ def run_batch(
                 emit(_shown(done.text or "", sources[shown].display, total > 1, shown == total - 1))
             shown += 1
 
-    def finish(i: int, name: str, key: str, started: float, produced: str, tokens: int) -> None:
+    def finish(i: int, name: str, key: str, started: float, outcome: Callable[[], tuple[str, int]]) -> None:
+        """Write and record what processing sources[i] produced, or record why it failed."""
+        try:
+            produced, tokens = outcome()
+        except LlmcliError as exc:
+            if exc.stops_batch:
+                raise
+            failed(i, exc, key)
+            return
         seconds = round(time.perf_counter() - started, 3)
         result = ItemResult(name, "done", text=produced, tokens=tokens, seconds=seconds, key=key)
         target = output.target(sources[i].relative)
@@ -175,14 +184,7 @@ def run_batch(
         finished, _ = wait(running, return_when=FIRST_COMPLETED)
         for future in finished:
             i, name, key, started = running.pop(future)
-            try:
-                produced, tokens = future.result()
-            except LlmcliError as exc:
-                if exc.stops_batch:
-                    raise
-                failed(i, exc, key)
-            else:
-                finish(i, name, key, started, produced, tokens)
+            finish(i, name, key, started, future.result)
             if progress:  # as "[done/total] name": the item just finished
                 progress(len(results) - 1, total, sources[i].display)
 
@@ -206,14 +208,7 @@ def run_batch(
                     collect()
                 running[pool.submit(process, text)] = (i, name, key, started)
             else:
-                try:
-                    produced, tokens = process(text)
-                except LlmcliError as exc:
-                    if exc.stops_batch:
-                        raise
-                    failed(i, exc, key)
-                else:
-                    finish(i, name, key, started, produced, tokens)
+                finish(i, name, key, started, partial(process, text))
         while running:
             collect()
     finally:
