@@ -11,6 +11,7 @@ from __future__ import annotations
 import ctypes
 import os
 import queue
+import re
 import threading
 import time
 from array import array
@@ -22,6 +23,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Protocol
 
+from llmcli import crash, hardware
+from llmcli.config import Paths
 from llmcli.errors import ContextOverflowError, GenerationError, ModelLoadError, UsageError
 from llmcli.ggufinfo import GGUFInfo, read_gguf
 from llmcli.lookup import DraftBudget, NgramIndex
@@ -144,19 +147,71 @@ class Engine(Protocol):
 
 _lib: ModuleType | None = None
 _lib_lock = threading.Lock()
-_log_state: dict[str, Any] = {"verbose": False, "recent": deque(maxlen=20), "callback": None}
+_log_state: dict[str, Any] = {"verbose": False, "recent": deque(maxlen=20), "callback": None, "buffers": []}
+_BUFFER_LINE = re.compile(r"(\S+) model buffer size")
+_cpu: dict[str, hardware.CpuReport] = {}
+_cpu_kernels: list[str] = []  # the CPU backend's extra buffer types: CPU_REPACK, AMX, ...
+
+
+@contextmanager
+def _stderr_silenced(silence: bool) -> Iterator[None]:
+    """Point file descriptor 2 at /dev/null for a moment (native code prints there directly)."""
+    if not silence:
+        yield
+        return
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def _extra_buffer_types(lib: ModuleType) -> list[str]:
+    """Names of the CPU backend's extra buffer types (the repacked weight kernels), via ggml's registry."""
+    folder = Path(lib.__file__ or "").parent / "lib"
+    found = [p for name in ("libggml.so", "libggml.dylib", "ggml.dll") if (p := folder / name).exists()]
+    if not found:
+        return []
+    ggml = ctypes.CDLL(str(found[0]))  # already loaded by llama_cpp: this only finds its symbols
+    ptr = ctypes.c_void_p
+    ggml.ggml_backend_dev_by_type.restype = ptr
+    ggml.ggml_backend_dev_by_type.argtypes = [ctypes.c_int]
+    ggml.ggml_backend_dev_backend_reg.restype = ptr
+    ggml.ggml_backend_dev_backend_reg.argtypes = [ptr]
+    ggml.ggml_backend_reg_get_proc_address.restype = ptr
+    ggml.ggml_backend_reg_get_proc_address.argtypes = [ptr, ctypes.c_char_p]
+    ggml.ggml_backend_buft_name.restype = ctypes.c_char_p
+    ggml.ggml_backend_buft_name.argtypes = [ptr]
+    cpu = ggml.ggml_backend_dev_by_type(0)  # GGML_BACKEND_DEVICE_TYPE_CPU
+    address = cpu and ggml.ggml_backend_reg_get_proc_address(
+        ggml.ggml_backend_dev_backend_reg(cpu), b"ggml_backend_dev_get_extra_bufts"
+    )
+    if not address:
+        return []
+    bufts = ctypes.CFUNCTYPE(ctypes.POINTER(ptr), ptr)(address)(cpu)
+    names: list[str] = []
+    while bufts and bufts[len(names)]:
+        names.append(ggml.ggml_backend_buft_name(bufts[len(names)]).decode())
+    return names
 
 
 def _llama() -> ModuleType:
-    """Import llama_cpp once, route its logs through our callback, and initialize the backend."""
+    """Import llama_cpp once (after keeping it off AMX where AMX faults), route its logs through our
+    callback, and initialize the backend."""
     global _lib
     with _lib_lock:
         if _lib is None:
+            _cpu["report"] = hardware.guard_amx(Paths.from_env().cache_dir)
             import llama_cpp
 
             @llama_cpp.llama_log_callback  # type: ignore[misc]
             def _log(level: int, text: bytes, _user: ctypes.c_void_p) -> None:
                 line = text.decode("utf-8", errors="replace")
+                if found := _BUFFER_LINE.search(line):  # which kernels hold the weights
+                    _log_state["buffers"].append(found.group(1))
                 if _log_state["verbose"]:
                     os.write(2, text)
                 elif level in (2, 3) and line.strip():  # WARN, ERROR: kept to explain failures
@@ -165,8 +220,23 @@ def _llama() -> ModuleType:
             _log_state["callback"] = _log  # keep a reference: C holds only a pointer
             llama_cpp.llama_log_set(_log, ctypes.c_void_p(0))
             llama_cpp.llama_backend_init()
+            # Settled here, once: with the guard on, ggml prints "AMX is not ready" to stderr as it does.
+            with _stderr_silenced(_cpu["report"].amx_guarded):
+                _cpu_kernels.extend(_extra_buffer_types(llama_cpp))
             _lib = llama_cpp
     return _lib
+
+
+def cpu_report() -> hardware.CpuReport:
+    """The CPU as llama.cpp sees it in this process, AMX verdict and guard included."""
+    _llama()
+    return _cpu["report"]
+
+
+def _amx_unsafe() -> bool:
+    """AMX faults here and the guard could not be installed: extra buffer types must stay off."""
+    report = cpu_report()
+    return report.amx in ("faults", "untested", "off") and not report.amx_guarded
 
 
 def set_verbose(verbose: bool) -> None:
@@ -180,47 +250,36 @@ def _recent_log() -> str:
     return lines[-1] if lines else ""
 
 
-def physical_cores() -> int:
-    """Physical cores among the CPUs this process may run on (hyper-threads counted once)."""
-    try:
-        cpus = os.sched_getaffinity(0)
-    except AttributeError:  # macOS, Windows
-        return max(1, (os.cpu_count() or 2) // 2) if (os.cpu_count() or 1) > 1 else 1
-    cores = set()
-    for cpu in cpus:
-        topo = Path(f"/sys/devices/system/cpu/cpu{cpu}/topology")
-        try:
-            cores.add(
-                (
-                    topo.joinpath("physical_package_id").read_text().strip(),
-                    topo.joinpath("core_id").read_text().strip(),
-                )
-            )
-        except OSError:
-            cores.add(("cpu", str(cpu)))
-    return max(1, len(cores))
-
-
 @dataclass(frozen=True)
 class BuildInfo:
-    """What the installed llama.cpp build can do."""
+    """What the installed llama.cpp build can do on this CPU."""
 
     llama_cpp_python: str
     gpu_offload: bool
     mmap: bool
     system_info: str
     physical_cores: int
+    logical_cpus: int
+    cpu: hardware.CpuReport
+    kernels: tuple[str, ...]  # the CPU weight kernels in use: repacked, AMX, or plain
 
 
 def build_info() -> BuildInfo:
-    """Capabilities of the llama.cpp build (GPU offload, CPU features)."""
+    """Capabilities of the llama.cpp build (GPU offload, CPU features and kernels, AMX verdict)."""
     lib = _llama()
+    system = lib.llama_print_system_info().decode("utf-8", errors="replace").strip()
+    cpu = cpu_report()
+    names = {"AMX": "AMX", "CPU_REPACK": "repacked"}
+    kernels = [] if _amx_unsafe() else [names.get(k, k) for k in _cpu_kernels]
     return BuildInfo(
         llama_cpp_python=lib.__version__,
         gpu_offload=bool(lib.llama_supports_gpu_offload()),
         mmap=bool(lib.llama_supports_mmap()),
-        system_info=lib.llama_print_system_info().decode("utf-8", errors="replace").strip(),
-        physical_cores=physical_cores(),
+        system_info=system,
+        physical_cores=hardware.physical_cores(),
+        logical_cpus=hardware.logical_cpus(),
+        cpu=cpu,
+        kernels=tuple(kernels) or ("plain",),
     )
 
 
@@ -417,11 +476,17 @@ class LocalEngine:
         set_verbose(options.verbose)
         lib = self._lib = _llama()
         self._model = self._ctx = self._batch = None
+        self._active: Generation | None = None  # one generation at a time owns the context
+        self._draft_model: LocalEngine | None = None
+        label = f"{self.model_path.name} ({self.info.quantization})"
+        crash.note(f"loading {label}")
 
         mparams = lib.llama_model_default_params()
         ngl = options.gpu_layers
         mparams.n_gpu_layers = (-1 if lib.llama_supports_gpu_offload() else 0) if ngl is None else ngl
         mparams.use_mmap = True
+        mparams.use_extra_bufts = not _amx_unsafe()
+        _log_state["buffers"].clear()
         model = lib.llama_model_load_from_file(str(self.model_path).encode(), mparams)
         if not model:
             raise ModelLoadError(
@@ -430,6 +495,7 @@ class LocalEngine:
                 hint="run with --verbose to see llama.cpp's log",
             )
         self._model = model
+        self.buffer_types = tuple(dict.fromkeys(_log_state["buffers"]))  # CPU_REPACK, AMX, CUDA0, ...
         self._vocab = lib.llama_model_get_vocab(model)
         self.vocabulary = Vocabulary(lib, self._vocab)
         self.n_ctx_train = int(lib.llama_model_n_ctx_train(model))
@@ -438,7 +504,9 @@ class LocalEngine:
         self.can_speculate = not (lib.llama_model_is_recurrent(model) or lib.llama_model_is_hybrid(model))
 
         n_ctx = options.n_ctx or min(self.n_ctx_train or MAX_DEFAULT_CTX, MAX_DEFAULT_CTX)
-        threads = options.n_threads or physical_cores()
+        self._check_memory(n_ctx, options.n_seq_max)
+        # More threads than CPUs only wait on each other; far more crash ggml's thread pool.
+        threads = min(options.n_threads or hardware.physical_cores(), hardware.logical_cpus())
         cparams = lib.llama_context_default_params()
         cparams.n_ctx = n_ctx
         cparams.n_batch = min(n_ctx, DEFAULT_BATCH)
@@ -458,6 +526,7 @@ class LocalEngine:
                 f"{_recent_log() or 'out of memory?'}",
                 hint="try a smaller --ctx",
             )
+        crash.note(f"running {label} on {', '.join(self.buffer_types) or 'the CPU'} kernels")
         self._ctx = ctx
         self._mem = lib.llama_get_memory(ctx)
         self.n_ctx = int(lib.llama_n_ctx(ctx))
@@ -470,15 +539,29 @@ class LocalEngine:
             self._batch.n_seq_id[i] = 1
             self._batch.seq_id[i][0] = 0
         self._kv: list[int] = []  # tokens whose K/V are in the cache for sequence 0, in order
-        self._active: Generation | None = None  # one generation at a time owns the context
         self._eog: list[int] | None = None
         self._prompt_cache: PromptCache | None = None
-        self._draft_model: LocalEngine | None = None
         if options.n_seq_max == 1:
             # Several sequences are decoded by ParallelEngine's own thread, which warms up there:
             # llama.cpp's CPU backend runs on OpenMP, and once another thread has its own OpenMP
             # team the decoding thread's runs 60% slower (bench/README.md).
             self._warm_up()
+
+    def _check_memory(self, n_ctx: int, n_seq: int) -> None:
+        """Refuse a context whose KV cache cannot fit in memory, before llama.cpp tries to allocate it."""
+        need, free = self.info.kv_cache_bytes(n_ctx, n_seq), hardware.available_memory()
+        if need is None or free is None or need <= free:
+            return
+        fits = n_ctx
+        while fits > 256 and (self.info.kv_cache_bytes(fits, n_seq) or 0) > free * 0.8:
+            fits //= 2
+        self.close()
+        raise UsageError(
+            f"--ctx {n_ctx:,} needs {need / 2**30:,.1f} GiB for its KV cache, "
+            f"but {free / 2**30:,.1f} GiB of memory is available",
+            hint=f"try --ctx {fits // 1024 * 1024 or fits:,} or less (the model was trained on "
+            f"{self.n_ctx_train:,})",
+        )
 
     def reset(self) -> None:
         """Forget the KV cache: the next prompt is evaluated from scratch."""

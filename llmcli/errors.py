@@ -16,6 +16,7 @@ class ExitCode(IntEnum):
     CONTEXT_OVERFLOW = 5
     NETWORK = 6
     STORAGE = 7
+    CRASHED = 8  # llama.cpp died of a signal (SIGILL, SIGSEGV, SIGBUS, ...)
     INTERRUPTED = 130  # 128 + SIGINT
     BROKEN_PIPE = 141  # 128 + SIGPIPE: the reader of stdout went away
 

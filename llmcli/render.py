@@ -8,6 +8,7 @@ from typing import Any
 from llmcli.engine import Completion, Stats
 from llmcli.environment import Environment
 from llmcli.errors import LlmcliError
+from llmcli.hardware import CpuReport
 
 DIM, RED, RESET = "\x1b[2m", "\x1b[31m", "\x1b[0m"
 
@@ -39,6 +40,25 @@ def note(env: Environment, text: str, *, error: bool = False) -> None:
     env.stderr.flush()
 
 
+_AMX_VERDICTS = {
+    "absent": "not on this CPU",
+    "works": "works here (probed), in use",
+    "faults": "advertised but faults here (probed): kept off, repacked kernels stay on",
+    "refused": "advertised, but the kernel refuses it: not used",
+    "untested": "advertised, but the probe could not run: kept off to be safe",
+    "off": "off (LLMCLI_AMX=off)",
+    "on": "on without probing (LLMCLI_AMX=on)",
+}
+
+
+def amx_verdict(cpu: CpuReport) -> str:
+    """What the AMX probe found and what llmcli does about it."""
+    text = _AMX_VERDICTS.get(cpu.amx, cpu.amx)
+    if cpu.amx in ("faults", "untested", "off") and not cpu.amx_guarded:
+        text += "; the guard could not be set, so all repacked kernels are off (slower)"
+    return text
+
+
 def finish_note(completion: Completion) -> str | None:
     """Why generation ended, when the user may not expect it."""
     if completion.finish_reason == "context":
@@ -54,6 +74,10 @@ class DownloadBar:
         self._bar: Any = None
         self._task: Any = None
         self._name = ""
+
+    def note(self, text: str) -> None:
+        self.finish()
+        note(self.env, text)
 
     def start(self, name: str, total: int, done: int) -> None:
         self.finish()

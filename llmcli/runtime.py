@@ -18,6 +18,7 @@ from llmcli.engine import (
 )
 from llmcli.errors import LlmcliError, UsageError
 from llmcli.ggufinfo import read_gguf
+from llmcli.hardware import logical_cpus
 from llmcli.promptcache import PromptCache
 from llmcli.registry import ModelRef, Registry, load_registry
 from llmcli.store import Progress, Store
@@ -124,6 +125,8 @@ def load_model(
     if auto_parallel and parallel > 1:  # the context the engine will get, to split
         total = settings.ctx or min(read_gguf(path).context_length or MAX_DEFAULT_CTX, MAX_DEFAULT_CTX)
         parallel = max(1, min(parallel, total // MIN_SEQUENCE_CTX))
+    if settings.threads and settings.threads > (cpus := logical_cpus()) and progress:
+        progress.note(f"--threads {settings.threads} is more than the {cpus} CPUs here: using {cpus}")
     options = EngineOptions(
         n_ctx=settings.ctx,
         n_threads=settings.threads,

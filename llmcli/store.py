@@ -37,13 +37,15 @@ ATTEMPTS = 5
 
 
 class Progress(Protocol):
-    """Receives download progress (a renderer draws it)."""
+    """Receives download progress and notes (a renderer draws them)."""
 
     def start(self, name: str, total: int, done: int) -> None: ...
 
     def advance(self, n: int) -> None: ...
 
     def finish(self) -> None: ...
+
+    def note(self, text: str) -> None: ...
 
 
 class _NoProgress:
@@ -54,6 +56,9 @@ class _NoProgress:
         pass
 
     def finish(self) -> None:
+        pass
+
+    def note(self, text: str) -> None:
         pass
 
 
@@ -224,6 +229,7 @@ class Store:
                 blob.unlink()
         if not any(p.is_file() for p in (repo_dir / "snapshots").rglob("*")):
             shutil.rmtree(repo_dir, ignore_errors=True)
+            shutil.rmtree(self.cache_dir / ".locks" / repo_dir.name, ignore_errors=True)
         return removed, freed
 
     # --- the hub
@@ -340,18 +346,38 @@ class Store:
         repo_dir = self.repo_dir(repo)
         blob = repo_dir / "blobs" / meta.etag
         link = repo_dir / "snapshots" / meta.commit_hash / filename
-        if not (blob.is_file() and blob.stat().st_size == meta.size):
-            blob.parent.mkdir(parents=True, exist_ok=True)
-            self._fetch(meta.location, blob, meta.size, meta.etag, filename, progress)
-        link.parent.mkdir(parents=True, exist_ok=True)
-        if link.is_symlink() or link.exists():
-            link.unlink()
-        link.symlink_to(os.path.relpath(blob, link.parent))
-        if not _COMMIT.match(revision):
-            ref = repo_dir / "refs" / revision
-            ref.parent.mkdir(parents=True, exist_ok=True)
-            ref.write_text(meta.commit_hash)
+        with self._exclusive(repo_dir, meta.etag, filename, progress):
+            if not (blob.is_file() and blob.stat().st_size == meta.size):
+                blob.parent.mkdir(parents=True, exist_ok=True)
+                self._fetch(meta.location, blob, meta.size, meta.etag, filename, progress)
+            link.parent.mkdir(parents=True, exist_ok=True)
+            if link.is_symlink() or link.exists():
+                link.unlink()
+            link.symlink_to(os.path.relpath(blob, link.parent))
+            if not _COMMIT.match(revision):
+                ref = repo_dir / "refs" / revision
+                ref.parent.mkdir(parents=True, exist_ok=True)
+                ref.write_text(meta.commit_hash)
         return link
+
+    @contextlib.contextmanager
+    def _exclusive(self, repo_dir: Path, etag: str, name: str, progress: Progress) -> Iterator[None]:
+        """One download of a blob at a time, across processes: the lock huggingface_hub itself takes
+        (`.locks/models--…/ETAG.lock`), so `hf download` and other llmcli runs wait for each other."""
+        from filelock import FileLock, Timeout
+
+        path = self.cache_dir / ".locks" / repo_dir.name / f"{etag}.lock"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(str(path))
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            progress.note(f"waiting for another download of {name} to finish")
+            lock.acquire()
+        try:
+            yield
+        finally:
+            lock.release()
 
     def _fetch(self, url: str, blob: Path, size: int, etag: str, name: str, progress: Progress) -> None:
         part = blob.with_name(blob.name + ".incomplete")

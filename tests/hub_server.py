@@ -347,6 +347,17 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self._send(status, {**headers, "Content-Length": str(len(body))})
             return
         drop = hub._take_drop()
+        if drop is None and hub.bytes_per_second:  # a slow link: two clients overlap in time
+            self.send_response(status)
+            for key, value in {**headers, "Content-Length": str(len(body))}.items():
+                self.send_header(key, value)
+            self.end_headers()
+            step = 32 * 1024
+            for i in range(0, len(body), step):
+                self.wfile.write(body[i : i + step])
+                self.wfile.flush()
+                time.sleep(step / hub.bytes_per_second)
+            return
         if drop is None:
             self._send(status, headers, body)
             return
@@ -383,6 +394,7 @@ class FakeHub:
         self.requests: list[RecordedRequest] = []
         self.drop_after_bytes: int | None = None
         self.drop_mode: str = "close"  # "close" (FIN, clean EOF) or "reset" (TCP RST)
+        self.bytes_per_second: int | None = None  # file bodies sent at this rate (None: at once)
         self._lock = threading.RLock()
         self._repos: dict[str, _Repo] = {}
         self._corrupt: set[tuple[str, str]] = set()

@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from conftest import LLMCLI
 from hub_server import FakeHub
 
 from llmcli.errors import ModelNotFoundError, UsageError
@@ -164,6 +165,26 @@ def test_pull_runs_and_needs_no_network_afterwards(
         env={"HF_HUB_OFFLINE": "1"},
     )
     assert offline.stdout.startswith(", there was")
+
+
+def test_two_pulls_of_one_file_at_once_share_it(hub: FakeHub, hub_env: dict[str, str], stories: Path) -> None:
+    hub.bytes_per_second = 1_000_000  # about a second each: the two downloads overlap
+    pulls = [
+        subprocess.Popen(
+            [str(LLMCLI), "models", "pull", f"{REPO}:Q4_K_M"],
+            env=hub_env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    outcomes = [p.communicate(timeout=120) for p in pulls]
+    assert [p.returncode for p in pulls] == [0, 0], outcomes
+    for out, _ in outcomes:
+        assert Path(out.strip()).read_bytes() == stories.read_bytes()
+    assert any("waiting for another download of stories-Q4_K_M.gguf" in err for _, err in outcomes)
+    assert not [p for p in cache_files(hub_env) if p.name.endswith(".incomplete")]
 
 
 def test_using_a_model_pulls_it_first(run_cli: Run, hub_env: dict[str, str]) -> None:
@@ -335,4 +356,5 @@ def test_disk_full_is_refused_before_downloading(
     ref = load_registry(environ={"LLMCLI_HOME": str(tmp_path)}).parse(f"{REPO}/{Q4}")
     with pytest.raises(StorageError, match=r"not enough disk space for stories-Q4_K_M\.gguf"):
         cache.pull(ref)
-    assert not any(p.is_file() for p in (tmp_path / "hub").rglob("*"))
+    # Only the download lock (kept like huggingface_hub's own) may remain.
+    assert not any(p.is_file() and ".locks" not in p.parts for p in (tmp_path / "hub").rglob("*"))

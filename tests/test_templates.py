@@ -74,6 +74,12 @@ REAL = {
     "microsoft-Phi-3.5-mini-instruct": ("<|assistant|>\n", False),
     "mistralai-Mistral-Nemo-Instruct-2407": ("[/INST]", False),  # no assistant header: the model just answers
     "phi-3.gguf": ("<|assistant|>\n", True),  # the GGUF's template silently drops system messages
+    # Reasoning models, rendered with their templates' defaults:
+    "Qwen-Qwen3-0.6B": ("<|im_start|>assistant\n", False),
+    "Qwen3.5-4B": ("<|im_start|>assistant\n<think>\n", False),  # thinking on: the answer starts inside it
+    "deepseek-ai-DeepSeek-R1-Distill-Qwen-32B": ("<｜Assistant｜><think>\n</think>", False),
+    "google-gemma-4-31B-it": ("<|turn>model\n<|channel>thought\n<channel|>", False),  # an empty thought
+    "openai-gpt-oss-120b": ("<|start|>assistant", False),  # the model names its channel itself
 }
 
 

@@ -50,8 +50,30 @@ def _quiet_stdout() -> None:
     os.dup2(devnull, sys.stdout.fileno())
 
 
+_NO_MODEL = {"-h", "--help", "--version"}
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Run the app, turning every failure into one line on stderr and an exit code."""
+    """Run the app, turning every failure into one line on stderr and an exit code.
+
+    The installed command (argv None) runs under crash supervision, except for help and version,
+    which load no model and must start fast.
+    """
+    args = sys.argv[1:] if argv is None else argv
+    if (
+        argv is None
+        and args
+        and not _NO_MODEL.intersection(args)
+        and not os.environ.get("LLMCLI_NO_SUPERVISE")
+    ):
+        from llmcli.crash import supervise
+
+        supervise()
+    sys.exit(_run(argv))
+
+
+def _run(argv: list[str] | None) -> int:
+    """The app's exit code; every failure becomes one line on stderr."""
     # Typer may vendor its own click: find its usage-error class through a public name.
     usage_error = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
     debug = bool(os.environ.get("LLMCLI_DEBUG")) or "--debug" in (argv or sys.argv)
@@ -87,4 +109,4 @@ def main(argv: list[str] | None = None) -> None:
             f"error: {exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else "") + "\n"
         )
         code = ExitCode.ERROR
-    sys.exit(code)
+    return code

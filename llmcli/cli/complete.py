@@ -121,23 +121,29 @@ def complete(
 def info(
     json_out: Annotated[bool, typer.Option("--json", help="Print the facts as JSON.")] = False,
 ) -> None:
-    """Show what the installed llama.cpp build can do (GPU offload, CPU features, threads)."""
+    """Show what the installed llama.cpp build can do here: GPU offload, CPU features, kernels, AMX."""
     from dataclasses import asdict
 
     from llmcli.engine import build_info
     from llmcli.environment import Environment
+    from llmcli.render import amx_verdict
 
     env = Environment.from_system()
     facts = build_info()
     if json_out:
         env.write(json.dumps({"llmcli": __version__, **asdict(facts)}) + "\n")
         return
+    cpu = facts.cpu
     lines = [
         f"llmcli            {__version__}",
         f"llama-cpp-python  {facts.llama_cpp_python}",
         f"GPU offload       {'yes' if facts.gpu_offload else 'no (CPU only)'}",
         f"mmap              {'yes' if facts.mmap else 'no'}",
-        f"threads           {facts.physical_cores} (physical cores available)",
+        f"CPU               {cpu.model} ({cpu.machine})",
+        f"CPU features      {' '.join(f.upper() for f in cpu.features) or 'none of note'}",
+        f"AMX               {amx_verdict(cpu)}",
+        f"kernels           {', '.join(facts.kernels)}",
+        f"threads           {facts.physical_cores} by default (physical cores), at most {facts.logical_cpus}",
         f"system            {facts.system_info}",
     ]
     if not facts.gpu_offload:
