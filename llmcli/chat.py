@@ -15,7 +15,6 @@ import re
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
-from os.path import commonpath
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -128,7 +127,7 @@ class Chat:
         new_ends: dict[int, int] | None = None
         for known_text, known_tokens in reversed(self._ledger):
             known_raw = known_text.encode("utf-8")
-            common = len(commonpath([raw, known_raw]))
+            common = _common_prefix(raw, known_raw)
             if common == 0:
                 continue
             new_ends = new_ends if new_ends is not None else self._boundaries(full, raw)
@@ -171,6 +170,11 @@ class Chat:
 
     # --- answering
 
+    def _sampling(self) -> SamplingConfig:
+        """The sampling settings plus the stop strings the template's format needs."""
+        extra = tuple(s for s in self.template.stop if s not in self.sampling.stop)
+        return replace(self.sampling, stop=self.sampling.stop + extra) if extra else self.sampling
+
     def ask(self, text: str) -> Iterator[str]:
         """Add a user message and stream the answer; then read `turn`. Ctrl-C keeps the partial answer."""
         self.messages.append({"role": "user", "content": text})
@@ -195,7 +199,7 @@ class Chat:
             generation = cast("RemoteEngine", self.engine).chat(self.visible(), self.sampling)
         else:
             self._remember(text, tokens)
-            generation = self.engine.generate(tokens, self.sampling, lookup=self.lookup)
+            generation = self.engine.generate(tokens, self._sampling(), lookup=self.lookup)
         try:
             yield from generation
         finally:
@@ -207,6 +211,21 @@ class Chat:
                 self._remember(text + completion.text, tokens + completion.tokens)
             self.last = completion
             self.turn = Turn(completion, dropped)
+
+
+def _common_prefix(a: bytes, b: bytes) -> int:
+    """How many leading bytes a and b share."""
+    n = min(len(a), len(b))
+    if a[:n] == b[:n]:
+        return n
+    lo, hi = 0, n  # a[:lo] == b[:lo] and a[:hi] != b[:hi]: halve the gap with slice compares in C
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if a[:mid] == b[:mid]:
+            lo = mid
+        else:
+            hi = mid
+    return lo
 
 
 # --- sessions on disk ----------------------------------------------------------------------------

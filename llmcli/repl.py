@@ -203,7 +203,7 @@ class Repl:
         used, total = self.chat.used_tokens(), self.chat.engine.n_ctx
         self.screen.info(
             f"model     {self.record.model}\nsampling  {self.chat.sampling.describe()}\n"
-            f"template  {self.chat.template.origin}\ncontext   {used:,} / {total:,} tokens\n"
+            f"template  {self.chat.template.label}\ncontext   {used:,} / {total:,} tokens\n"
             f"session   {self.record.name}"
         )
 

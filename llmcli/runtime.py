@@ -78,7 +78,8 @@ class LoadedModel:
         (self.parallel or self.engine).close()
 
     def chat_template(self) -> ChatTemplate:
-        """The registry's override, else the GGUF's template, else ChatML.
+        """The registry's override, else the GGUF's template, else one inferred from the model's
+        special tokens, else a plain one.
 
         A server applies its own template; this one then only estimates how many tokens a
         conversation takes.
@@ -87,7 +88,14 @@ class LoadedModel:
             return pick_template(None)
         bos, eos = self.engine.special_text()
         override = self.ref.entry.chat_template if self.ref and self.ref.entry else None
-        return pick_template(self.engine.info.chat_template, override, bos_token=bos, eos_token=eos)
+        return pick_template(
+            self.engine.info.chat_template,
+            override,
+            bos_token=bos,
+            eos_token=eos,
+            tokenizer=self.engine,
+            architecture=self.engine.info.architecture,
+        )
 
     def stop_strings(self) -> tuple[str, ...]:
         return self.ref.entry.stop if self.ref and self.ref.entry else ()

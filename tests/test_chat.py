@@ -10,10 +10,12 @@ import signal
 import subprocess
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from conftest import LLMCLI
+from scripted import ScriptedEngine
 from tinymodel import TEMPLATES, VOCABS, write_chat_model
 
 from llmcli.chat import Chat, SessionRecord, SessionStore, with_sampling
@@ -23,7 +25,7 @@ from llmcli.errors import ContextOverflowError, UsageError
 from llmcli.render import PlainScreen
 from llmcli.repl import COMMANDS, Repl
 from llmcli.sampling import SamplingConfig
-from llmcli.templates import pick_template
+from llmcli.templates import CHATML, PLAIN_STOP, ChatTemplate, pick_template
 
 GREEDY = SamplingConfig(temperature=0.0, max_tokens=24)
 shutil_which = shutil.which
@@ -103,6 +105,40 @@ def test_a_message_larger_than_the_context_is_a_clear_error(engine: LocalEngine)
     assert chat.messages == []  # nothing half-recorded
 
 
+# --- the token ledger, with a scripted engine whose re-tokenization differs from what it generated ---
+
+
+def test_the_ledger_keeps_the_generated_tokens_of_chatml_prompts() -> None:
+    engine = ScriptedEngine(answers=["Paris", "Lyon"])
+    assert engine.tokenize("Paris") != [ord(c) for c in "Paris"]  # the answer comes back as other tokens
+    chat = Chat(engine, ChatTemplate(CHATML, origin="inferred", family="chatml"), GREEDY)
+    say(chat, "What is the capital of France?")
+    say(chat, "And the second city?")
+    first, second = engine.calls
+    exact = first.tokens + [ord(c) for c in "Paris"]  # what the engine's cache holds after turn one
+    assert second.tokens[: len(exact)] == exact
+    assert engine.spelled(second.tokens) == chat.template.render(chat.visible()[:-1])
+
+
+def test_a_prompt_starting_with_a_slash() -> None:
+    engine = ScriptedEngine(answers=["Paris", "Paris"])
+    chat = Chat(engine, pick_template(None), GREEDY)
+    say(chat, "What is the capital of France?")
+    chat.system = "/no_think Be brief."  # the prompt now starts with "/", the ledger's did not
+    say(chat, "Sure?")
+    assert engine.spelled(engine.calls[1].tokens) == chat.template.render(chat.visible()[:-1])
+
+
+def test_a_template_brings_its_stop_strings() -> None:
+    engine = ScriptedEngine(answers=["Paris", "Paris"])
+    chat = Chat(engine, pick_template(None), replace(GREEDY, stop=("END",)))
+    say(chat, "What is the capital of France?")
+    assert engine.calls[0].sampling.stop == ("END", *PLAIN_STOP)
+    chat.template = ChatTemplate(CHATML)
+    say(chat, "Sure?")
+    assert engine.calls[1].sampling.stop == ("END",)
+
+
 def test_set_command_values() -> None:
     config = with_sampling(GREEDY, "temperature", "0.7")
     assert config.temperature == 0.7
@@ -149,7 +185,7 @@ def test_transcript(engine: LocalEngine, tmp_path: Path) -> None:
     assert "tokens" in err and "t/s" in err  # footer and /stats
     assert "tokens used" in err and "left of 512" in err
     assert "dropped the last exchange" in err
-    assert "sampling  greedy" in err
+    assert "sampling  greedy" in err and "template  gguf\n" in err
     assert repl.chat.messages == []
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from llmcli.templates import CHATML, ChatTemplate, TemplateError, pick_template
+from llmcli.templates import PLAIN, PLAIN_STOP, ChatTemplate, TemplateError, pick_template
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 TEMPLATES = SHARED / "templates"
@@ -144,14 +144,17 @@ def test_gemma_without_system_and_system_only() -> None:
     )
 
 
-def test_chatml_fallback() -> None:
+def test_plain_fallback_without_a_tokenizer() -> None:
     for missing in (None, "", "  \n"):
         template = pick_template(missing, bos_token="<s>")
-        assert template.origin == "chatml" and template.source == CHATML and template.bos_token == "<s>"
-    assert pick_template(None).render(CONVERSATION[:2]) == (
-        "<|im_start|>system\nYou are a terse pirate.<|im_end|>\n"
-        "<|im_start|>user\nWhere is the treasure?<|im_end|>\n<|im_start|>assistant\n"
+        assert (template.origin, template.label, template.source) == ("fallback", "fallback", PLAIN)
+        assert template.bos_token == "<s>" and template.stop == PLAIN_STOP
+    text = pick_template(None).render([*CONVERSATION[:3], {"role": "user", "content": " Which one? "}])
+    assert text == (
+        "You are a terse pirate.\n\nUser: Where is the treasure?\n\nAssistant: Under the palm tree.\n\n"
+        "User: Which one?\n\nAssistant:"
     )
+    assert "<|" not in text and "\nUser:" in PLAIN_STOP
 
 
 def test_override_wins_then_gguf() -> None:
@@ -181,6 +184,130 @@ def test_globals() -> None:
     )
     year = str(datetime.now().year)
     assert ChatTemplate(source, "<s>", "</s>").render([]) == f"<s>TrueTrue{year}</s>"
+
+
+def test_no_tools_is_none_that_loops_zero_times() -> None:
+    source = (
+        "{{ tools is none }} {{ tools is not none }} {{ tools == none }} {{ tools is defined }} "
+        "{{ tools | tojson }} {{ tools | length }} {{ tools }} {% if tools %}tools{% endif %}"
+        "{% for tool in tools %}{{ tool }}{% else %}empty{% endfor %}"
+    )
+    assert ChatTemplate(source).render([]) == "True False True True null 0 None empty"
+
+
+# Tool-use templates, cut down from the real ones around the parts that fail without tools.
+# NousResearch Hermes 2 Pro / Hermes 3, the tool_use variant:
+HERMES_TOOL_USE = """{{- bos_token }}
+{{- '<|im_start|>system
+' }}
+{{- "You are a function calling AI model. Here are the available tools: <tools> " }}
+{%- for tool in tools %}
+    {%- if tool.function is defined %}
+        {%- set tool = tool.function %}
+    {%- endif %}
+    {{- '{"type": "function", "function": ' }}{{- tool|tojson }}{{- '}' }}
+{%- endfor %}
+{{- " </tools>" }}
+{{- '<|im_end|>
+' }}
+{%- for message in messages %}
+    {{- '<|im_start|>' + message.role + '
+' + message.content + '<|im_end|>' + '
+' }}
+{%- endfor %}
+{%- if add_generation_prompt %}
+    {{- '<|im_start|>assistant
+' }}
+{%- endif %}
+"""
+# CohereForAI c4ai-command-r-plus, the tool_use variant:
+COMMAND_R_TOOL_USE = """{%- macro new_tool_parser(tools) %}
+{%- for tool in tools %}
+  {%- if tool.function is defined %}
+    {%- set tool = tool.function %}
+  {%- endif %}
+  {{- '```python\ndef ' + tool.name + '(...)\n```' }}
+{%- endfor %}
+{%- endmacro %}
+{{- bos_token }}
+{{- '<|START_OF_TURN_TOKEN|><|SYSTEM_TOKEN|>## Available Tools\n' }}
+{%- set ns = namespace(new_tools=true) %}
+{%- for tool in tools %}
+    {%- if tool.parameter_definitions is defined %}
+        {%- set ns.new_tools = false %}
+    {%- endif %}
+{%- endfor %}
+{%- if ns.new_tools %}
+    {{- new_tool_parser(tools) }}
+{%- endif %}
+{{- '<|END_OF_TURN_TOKEN|>'}}
+{%- for message in messages %}
+  {%- if message.role == 'user' %}
+    {{- '<|START_OF_TURN_TOKEN|><|USER_TOKEN|>' + message.content|trim + '<|END_OF_TURN_TOKEN|>' }}
+  {%- elif message.role == 'assistant' %}
+    {{- '<|START_OF_TURN_TOKEN|><|CHATBOT_TOKEN|>'  + message.content|trim + '<|END_OF_TURN_TOKEN|>' }}
+  {%- endif %}
+{%- endfor %}
+{%- if add_generation_prompt %}
+  {{- '<|START_OF_TURN_TOKEN|><|CHATBOT_TOKEN|>' }}
+{%- endif %}
+"""
+# fireworks-ai llama-3-firefunction-v2:
+FIREFUNCTION_V2 = """{%- set system_prompt_suffix -%}
+{%- filter trim -%}
+In addition to plain text responses, you can chose to call one or more of the provided functions.
+
+Available functions as JSON spec:
+{%- endfilter -%}
+{%- endset -%}
+{%- set system_prompt_suffix = system_prompt_suffix + "\n" + functions -%}
+{%- set system_prompt_suffix = system_prompt_suffix + '\nToday is ' + datetime + '.' -%}
+{%- for message in messages -%}
+  {%- if loop.index0 == 0 -%}
+    {{- bos_token + '<|start_header_id|>system<|end_header_id|>\n\n' + system_prompt_suffix + '<|eot_id|>' -}}
+  {%- endif -%}
+  {{- '<|start_header_id|>' + message['role'] + '<|end_header_id|>\n\n'
+      + message['content'] + '<|eot_id|>' -}}
+{%- endfor -%}
+{{- '<|start_header_id|>assistant<|end_header_id|>\n\n' -}}
+"""
+
+
+def test_tool_use_templates_render_without_tools() -> None:
+    """They iterate `tools` unconditionally ("'NoneType' object is not iterable" with None) or read
+    `functions` ("'functions' is undefined"); llama.cpp loops over missing tools zero times."""
+    user = [{"role": "user", "content": "Hi"}]
+    hermes = ChatTemplate(HERMES_TOOL_USE, bos_token="<s>").render(user)
+    assert hermes == (
+        "<s><|im_start|>system\nYou are a function calling AI model. Here are the available tools: <tools>  "
+        "</tools><|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
+    )
+    command_r = ChatTemplate(COMMAND_R_TOOL_USE).render(user)
+    assert command_r == (
+        "<|START_OF_TURN_TOKEN|><|SYSTEM_TOKEN|>## Available Tools\n<|END_OF_TURN_TOKEN|>"
+        "<|START_OF_TURN_TOKEN|><|USER_TOKEN|>Hi<|END_OF_TURN_TOKEN|><|START_OF_TURN_TOKEN|><|CHATBOT_TOKEN|>"
+    )
+    before = datetime.now().strftime("%b %d %Y")
+    firefunction = ChatTemplate(FIREFUNCTION_V2, bos_token="<|begin_of_text|>").render(user)
+    assert firefunction.startswith(
+        "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nIn addition to plain text responses, "
+        "you can chose to call one or more of the provided functions.\n\nAvailable functions as JSON spec:"
+        "\n\nToday is "
+    )
+    today = firefunction.split("Today is ")[1].split(".<|eot_id|>")[0]
+    assert today.startswith(before) or today.startswith(datetime.now().strftime("%b %d %Y"))
+    assert today.endswith(" GMT")
+    assert firefunction.endswith("Hi<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n")
+
+
+def test_labels_and_messages_say_where_a_template_came_from() -> None:
+    inferred = ChatTemplate("{{ nope.x }}", origin="inferred", family="gemma")
+    assert inferred.label == "inferred (gemma)" and "gemma template" in inferred.describe()
+    with pytest.raises(TemplateError, match=r"^the inferred gemma template failed: 'nope' is undefined"):
+        inferred.render([])
+    assert ChatTemplate("x", origin="gguf").label == "gguf"
+    with pytest.raises(TemplateError, match=r"^the built-in plain template failed"):
+        ChatTemplate("{{ nope.x }}", origin="fallback").render([])
 
 
 @pytest.mark.parametrize(
