@@ -181,3 +181,10 @@ def test_help_lists_defaults(run_cli: Run) -> None:
     text = " ".join(run_cli("complete", "--help").stdout.split())
     assert "stdin comes first" in text
     assert "top-p 0.95 and min-p 0.05" in text
+
+
+def test_no_command_shows_the_help(run_cli: Run) -> None:
+    for args in ((), ("models",)):
+        result = run_cli(*args)
+        assert result.returncode == 2 and result.stderr == ""
+        assert result.stdout.startswith(f"Usage: llmcli {' '.join(args)}".rstrip() + " [OPTIONS] COMMAND")

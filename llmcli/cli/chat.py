@@ -29,6 +29,7 @@ from llmcli.cli.options import (
     TopK,
     TopP,
     Verbose,
+    complete_session,
 )
 from llmcli.cli.options import sampling as make_sampling
 from llmcli.cli.options import settings as make_settings
@@ -36,7 +37,9 @@ from llmcli.cli.options import settings as make_settings
 sessions_app = typer.Typer(help="List, show, export and remove saved chat sessions.", no_args_is_help=True)
 app.add_typer(sessions_app, name="sessions")
 
-SessionName = Annotated[str, typer.Argument(help="Session name.", show_default=False)]
+SessionName = Annotated[
+    str, typer.Argument(help="Session name.", show_default=False, autocompletion=complete_session)
+]
 
 
 @app.command(epilog=SAMPLING_HELP)
@@ -49,7 +52,13 @@ def chat(
         typer.Option("--system-file", help="Read the system prompt from a file.", show_default=False),
     ] = None,
     session: Annotated[
-        str | None, typer.Option("--session", help="Resume (or start) the session NAME.", show_default=False)
+        str | None,
+        typer.Option(
+            "--session",
+            help="Resume (or start) the session NAME.",
+            show_default=False,
+            autocompletion=complete_session,
+        ),
     ] = None,
     ctx: Ctx = None,
     threads: Threads = None,

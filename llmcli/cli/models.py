@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from llmcli.cli.app import app
-from llmcli.cli.options import JsonOut
+from llmcli.cli.options import JsonOut, complete_model
+
+if TYPE_CHECKING:
+    from llmcli.environment import Environment
+    from llmcli.templates import ChatTemplate
 
 models_app = typer.Typer(help="List, download, inspect and remove models.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
@@ -17,7 +21,9 @@ app.add_typer(models_app, name="models")
 Ref = Annotated[
     str,
     typer.Argument(
-        help="Alias, alias:QUANT, owner/repo:QUANT, owner/repo/file.gguf or path.", show_default=False
+        help="Alias, alias:QUANT, owner/repo:QUANT, owner/repo/file.gguf or path.",
+        show_default=False,
+        autocompletion=complete_model,
     ),
 ]
 
@@ -114,15 +120,47 @@ def _located(ref: str, offline: bool = True) -> Path:
     return path
 
 
+def _chat_template(path: Path, override: str | None = None) -> ChatTemplate | str:
+    """The template chat would pick for the GGUF at path, or why it cannot tell."""
+    from llmcli.engine import Vocabulary
+    from llmcli.errors import LlmcliError
+    from llmcli.ggufinfo import read_gguf
+    from llmcli.templates import pick_template
+
+    info = read_gguf(path)
+    if (override and override.strip()) or info.chat_template:
+        return pick_template(info.chat_template, override)
+    try:
+        vocabulary = Vocabulary.load(path)  # only the tokenizer: which special tokens it has
+    except LlmcliError as exc:
+        return exc.message
+    try:
+        return pick_template(None, tokenizer=vocabulary, architecture=info.architecture)
+    finally:
+        vocabulary.close()
+
+
+def _warn_no_template(env: Environment, path: Path, template: ChatTemplate | str) -> None:
+    from llmcli.render import note
+
+    uses = f"chat uses {template.describe()}" if not isinstance(template, str) else template
+    note(env, f"warning: {path.name} has no chat template: {uses}")
+
+
 @models_app.command()
 def show(ref: Ref, json_out: JsonOut = False) -> None:
     """Show facts read from the GGUF file: architecture, parameters, quantization, context, template."""
     from llmcli.environment import Environment
     from llmcli.ggufinfo import read_gguf
+    from llmcli.registry import load_registry
 
     env = Environment.from_system()
     path = _located(ref)
     info = read_gguf(path)
+    entry = load_registry().parse(ref).entry
+    template = _chat_template(path, entry.chat_template if entry else None)
+    if info.chat_template is None:
+        _warn_no_template(env, path, template)
     facts = {
         "name": info.metadata.get("general.name", path.stem),
         "architecture": info.architecture,
@@ -130,6 +168,7 @@ def show(ref: Ref, json_out: JsonOut = False) -> None:
         "quantization": info.quantization,
         "context_length": info.context_length,
         "chat_template": info.chat_template is not None,
+        "template": template if isinstance(template, str) else template.label,
         "size": path.stat().st_size,
         "path": str(path),
     }
@@ -142,8 +181,8 @@ def show(ref: Ref, json_out: JsonOut = False) -> None:
         if info.n_params >= 1e8
         else f"{info.n_params / 1e6:.2f} M",
         "size": _human(facts["size"]),
-        "chat_template": "yes" if facts["chat_template"] else "no",
     }
+    shown["chat_template"] = shown.pop("template")  # "gguf", "inferred (gemma)", ...: one line says it
     env.write("".join(f"{k.replace('_', ' '):<15} {v}\n" for k, v in shown.items()))
 
 
@@ -191,9 +230,12 @@ def import_model(
     """Register a local GGUF file under an alias in your models.toml."""
     from llmcli.config import Paths
     from llmcli.environment import Environment
+    from llmcli.ggufinfo import read_gguf
     from llmcli.registry import import_local
     from llmcli.render import note
 
     env = Environment.from_system()
     target = import_local(file, alias, Paths.from_env())
     note(env, f"registered {alias} -> {file.resolve()} in {target}")
+    if read_gguf(file).chat_template is None:
+        _warn_no_template(env, file, _chat_template(file))

@@ -7,11 +7,72 @@ from typing import Annotated, Any
 
 import typer
 
+# --- shell completion: each callback imports what it reads, so `--help` never pays for it -----
+
+
+def complete_model(incomplete: str) -> list[tuple[str, str]]:
+    """Model names for shell completion: registry aliases (ALIAS:QUANT after the colon), downloads."""
+    from llmcli.errors import LlmcliError
+    from llmcli.registry import load_registry
+    from llmcli.store import Store
+
+    try:
+        entries = list(load_registry().entries.values())
+    except (LlmcliError, OSError):  # a broken models.toml must not hide the downloaded models
+        entries = []
+    try:
+        files = Store().downloaded()
+    except OSError:
+        files = []
+    on_disk = {(f.repo, f.filename) for f in files}
+    alias, colon, _ = incomplete.partition(":")
+    names: dict[str, str] = {}
+    for entry in entries:
+        have = {q for q, name in entry.files.items() if (entry.repo, name) in on_disk}
+        local = entry.path is not None or bool(have)
+        names[entry.alias] = ("downloaded; " if local else "") + entry.description
+        if colon and entry.alias == alias:
+            for quant in entry.files:
+                size = entry.sizes.get(quant, "")
+                names[f"{alias}:{quant}"] = f"{size}, downloaded" if quant in have else size
+    registered = {(e.repo, name) for e in entries for name in e.files.values()}
+    for f in files:
+        if (f.repo, f.filename) not in registered:
+            names[f"{f.repo}/{f.filename}"] = f"downloaded, {f.size / 1e9:.2f} GB"
+    return list(names.items())
+
+
+def complete_session(incomplete: str) -> list[tuple[str, str]]:
+    """Saved chat session names for shell completion, with each one's first message."""
+    from llmcli.chat import SessionStore
+    from llmcli.config import Paths
+
+    records = SessionStore(Paths.from_env().data_dir / "sessions").list()
+    return [
+        (r.name, " ".join(next((m["content"] for m in r.messages if m["role"] == "user"), "").split())[:60])
+        for r in records
+    ]
+
+
+def _complete_gpu_layers() -> list[tuple[str, str]]:
+    return [("all", "every layer"), ("auto", "all when llama.cpp was built with GPU support")]
+
+
+def _complete_flash_attn() -> list[str]:
+    return ["on", "off", "auto"]
+
+
 # --- options shared by every command that runs a model ---------------------------------------
 
 Model = Annotated[
     str | None,
-    typer.Option("-m", "--model", help="GGUF file to run. [env: LLMCLI_MODEL]", show_default=False),
+    typer.Option(
+        "-m",
+        "--model",
+        help="GGUF file to run. [env: LLMCLI_MODEL]",
+        show_default=False,
+        autocompletion=complete_model,
+    ),
 ]
 Ctx = Annotated[
     int | None,
@@ -27,6 +88,7 @@ GpuLayers = Annotated[
         "-ngl",
         help="Layers to offload to the GPU: N, all or auto.",
         show_default="auto: all when llama.cpp was built with GPU support, else none",
+        autocompletion=_complete_gpu_layers,
     ),
 ]
 FlashAttn = Annotated[
@@ -35,6 +97,7 @@ FlashAttn = Annotated[
         "--flash-attn",
         help="Flash attention: on, off or auto.",
         show_default="auto: on with GPU offload, off on the CPU where it slows decoding at depth",
+        autocompletion=_complete_flash_attn,
     ),
 ]
 Models = Annotated[
@@ -44,6 +107,7 @@ Models = Annotated[
         "--model",
         help="Model to run; repeat to compare models. [env: LLMCLI_MODEL]",
         show_default=False,
+        autocompletion=complete_model,
     ),
 ]
 Backend = Annotated[
@@ -190,6 +254,7 @@ DraftModel = Annotated[
         "the output is unchanged. One document at a time only.",
         show_default=False,
         rich_help_panel="Speed",
+        autocompletion=complete_model,
     ),
 ]
 
