@@ -26,6 +26,11 @@ def bench_model(quant: str = "q4_0") -> Path:
     return path
 
 
+def chosen_model(path: str | None) -> Path:
+    """--model PATH (e.g. the tests' cached Gemma 3 270M, ~/.cache/llmcli-test), else the bench model."""
+    return Path(path).expanduser() if path else bench_model()
+
+
 def stories_model(quant: str = "f32") -> Path:
     """The trained stories260K model (../shared/models), or a copy quantized by llama.cpp into bench/out/."""
     source = SHARED / "models" / "stories260K.gguf"

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from common import LLMCLI, SHARED, bench_model, native_tool
+from common import LLMCLI, SHARED, chosen_model, native_tool
 
 PER_SEQUENCE_CTX = 2048
 TASKS = {
@@ -73,10 +73,11 @@ def main() -> None:
     )
     parser.add_argument("--docs", type=int, default=8)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--model", help="a GGUF to measure instead of the bench model")
     parser.add_argument("--levels", default="1,2,4,8")
     args = parser.parse_args()
     levels = [int(n) for n in args.levels.split(",")]
-    model = bench_model()
+    model = chosen_model(args.model)
 
     def command(task: list[str], n: int) -> list[str]:
         sizes = ["--parallel", str(n), "--ctx", str(PER_SEQUENCE_CTX * n), "--threads", str(args.threads)]

@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import bench_model, prompt_text
+from common import chosen_model, prompt_text
 
 from llmcli.engine import EngineOptions, LocalEngine
 from llmcli.promptcache import PromptCache
@@ -56,7 +56,7 @@ def timed(engine: LocalEngine, tokens: list[int], n: int, lookup: int) -> tuple[
 
 
 def speculation(args: argparse.Namespace) -> None:
-    with LocalEngine(bench_model(), EngineOptions(n_ctx=2048, n_threads=args.threads)) as engine:
+    with LocalEngine(chosen_model(args.model), EngineOptions(n_ctx=2048, n_threads=args.threads)) as engine:
         print(f"{'prompt':<11} {'plain t/s':>9} {'lookup t/s':>10} {'speedup':>7} {'accepted':>8} identical")
         for name, tokens in prompts(engine).items():
             plain, fast, accepted, same = [], [], 0.0, True
@@ -71,7 +71,7 @@ def speculation(args: argparse.Namespace) -> None:
 
 
 def prompt_cache(args: argparse.Namespace) -> None:
-    model = bench_model()
+    model = chosen_model(args.model)
     with tempfile.TemporaryDirectory() as folder:
         ttft = []
         for _ in range(2):
@@ -90,6 +90,7 @@ def prompt_cache(args: argparse.Namespace) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--model", help="a GGUF to measure instead of the bench model")
     ap.add_argument("--tokens", type=int, default=128)
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--draft", type=int, default=8)

@@ -500,11 +500,12 @@ class LocalEngine:
         self.vocabulary = Vocabulary(lib, self._vocab)
         self.n_ctx_train = int(lib.llama_model_n_ctx_train(model))
         self.n_vocab = int(lib.llama_vocab_n_tokens(self._vocab))
+        self.n_swa = int(lib.llama_model_n_swa(model))  # sliding-window size; 0: full attention only
         # Recurrent state cannot be rolled back past rejected drafts.
         self.can_speculate = not (lib.llama_model_is_recurrent(model) or lib.llama_model_is_hybrid(model))
 
         n_ctx = options.n_ctx or min(self.n_ctx_train or MAX_DEFAULT_CTX, MAX_DEFAULT_CTX)
-        self._check_memory(n_ctx, options.n_seq_max)
+        self._check_memory(n_ctx)
         # More threads than CPUs only wait on each other; far more crash ggml's thread pool.
         threads = min(options.n_threads or hardware.physical_cores(), hardware.logical_cpus())
         cparams = lib.llama_context_default_params()
@@ -512,6 +513,9 @@ class LocalEngine:
         cparams.n_batch = min(n_ctx, DEFAULT_BATCH)
         cparams.n_ubatch = min(cparams.n_batch, DEFAULT_UBATCH)
         cparams.n_seq_max = options.n_seq_max
+        # A window-sized cache overwrites cells that left the window, so cutting it back (a new chat
+        # turn, rejected drafts, a restored prompt) would leave the window short: keep them all.
+        cparams.swa_full = True
         cparams.n_threads = cparams.n_threads_batch = threads
         flash = options.flash_attn if options.flash_attn is not None else mparams.n_gpu_layers != 0
         cparams.flash_attn_type = (
@@ -547,13 +551,13 @@ class LocalEngine:
             # team the decoding thread's runs 60% slower (bench/README.md).
             self._warm_up()
 
-    def _check_memory(self, n_ctx: int, n_seq: int) -> None:
+    def _check_memory(self, n_ctx: int) -> None:
         """Refuse a context whose KV cache cannot fit in memory, before llama.cpp tries to allocate it."""
-        need, free = self.info.kv_cache_bytes(n_ctx, n_seq), hardware.available_memory()
+        need, free = self.info.kv_cache_bytes(n_ctx), hardware.available_memory()
         if need is None or free is None or need <= free:
             return
         fits = n_ctx
-        while fits > 256 and (self.info.kv_cache_bytes(fits, n_seq) or 0) > free * 0.8:
+        while fits > 256 and (self.info.kv_cache_bytes(fits) or 0) > free * 0.8:
             fits //= 2
         self.close()
         raise UsageError(

@@ -98,11 +98,6 @@ FILE_TYPES = {
 }
 
 
-# Architectures whose layers alternate sliding-window and full attention: every Nth layer is full
-# (llama.cpp hard-codes these patterns; the GGUF carries only the window).
-_FULL_ATTENTION_EVERY = {"gemma2": 2, "gemma3": 6, "cohere2": 4, "gpt-oss": 2, "llama4": 4}
-
-
 @dataclass(frozen=True)
 class ArraySummary:
     """A long metadata array, kept as its length only."""
@@ -178,9 +173,10 @@ class GGUFInfo:
         value = self.metadata.get("tokenizer.chat_template")
         return value if isinstance(value, str) else None
 
-    def kv_cache_bytes(self, n_ctx: int, n_seq: int = 1, bytes_per_value: float = 2.0) -> int | None:
-        """Memory the K and V cache of n_ctx tokens takes (f16 by default), from the header's layer,
-        head and window sizes; None where the header does not say (recurrent state, unknown shapes)."""
+    def kv_cache_bytes(self, n_ctx: int, bytes_per_value: float = 2.0) -> int | None:
+        """Memory the K and V cache of n_ctx tokens takes (f16 by default), from the header's layer and
+        head sizes; None where the header does not say (recurrent state, unknown shapes). Sliding-window
+        layers count in full: the engine keeps their whole cache, so that cutting it back stays exact."""
         arch, meta = self.architecture, self.metadata
         if any(f"{arch}.{key}" in meta for key in ("ssm.state_size", "wkv.head_size")):
             return None
@@ -201,13 +197,9 @@ class GGUFInfo:
         first_heads = n_head[0] if isinstance(n_head, list) else n_head
         k_len = number("attention.key_length") or n_embd // max(first_heads, 1)
         v_len = number("attention.value_length") or k_len
-        window = number("attention.sliding_window")
-        every = _FULL_ATTENTION_EVERY.get(arch) if isinstance(window, int) and window > 0 else None
-        swa_cells = min(n_ctx, (window or 0) * n_seq + 512)  # the window per sequence, plus a batch
-        total = 0.0
-        for layer, n_kv in enumerate(per_layer[:n_layer]):
-            cells = n_ctx if every is None or (layer + 1) % every == 0 else swa_cells
-            total += cells * int(n_kv) * (int(k_len) + int(v_len)) * bytes_per_value
+        total = sum(
+            n_ctx * int(n_kv) * (int(k_len) + int(v_len)) * bytes_per_value for n_kv in per_layer[:n_layer]
+        )
         return int(total)
 
 

