@@ -26,7 +26,21 @@ def native(model: Path, threads: int) -> dict[str, float]:
     tool = OUT / "native-noamx" / "build" / "bin" / "llama-bench"
     if not tool.is_file():
         raise SystemExit(f"{tool} not found: run bench/build_native.sh --no-amx")
-    cmd = [str(tool), "-m", str(model), "-t", str(threads), "-fa", "0", "-p", "512", "-n", "128", "-o", "json"]
+    cmd = [
+        str(tool),
+        "-m",
+        str(model),
+        "-t",
+        str(threads),
+        "-fa",
+        "0",
+        "-p",
+        "512",
+        "-n",
+        "128",
+        "-o",
+        "json",
+    ]
     records = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
     return {("pp512" if r["n_prompt"] else "tg128"): r["avg_ts"] for r in records}
 
@@ -57,7 +71,9 @@ def main() -> None:
             runs["guarded"].append(llmcli(model, args.threads, guard=True))
             runs["default"].append(llmcli(model, args.threads, guard=False))
         for test in ("pp512", "tg128"):
-            ref, guarded, default = (median([r[test] for r in runs[k]]) for k in ("native", "guarded", "default"))
+            ref, guarded, default = (
+                median([r[test] for r in runs[k]]) for k in ("native", "guarded", "default")
+            )
             print(
                 f"| {model.name} | {test} | {ref:.1f} | {guarded:.1f} | {guarded / ref:.3f} "
                 f"| {default:.1f} | {default / ref:.3f} |"

@@ -87,7 +87,7 @@ def main() -> None:
         docs = Path(tmp) / "docs"
         docs.mkdir()
         write_docs(docs, args.docs)
-        print(f"{args.docs} documents, bench model, {args.threads} threads, {PER_SEQUENCE_CTX} per sequence")
+        print(f"{args.docs} documents, {model.name}, {args.threads} threads, {PER_SEQUENCE_CTX} per sequence")
         compare(docs, args.docs, levels, command)
     print("\nllama-batched-bench, same model (PP 256 prompt tokens and TG 64 generated per sequence):")
     print(batched_bench(model, args.threads, levels))

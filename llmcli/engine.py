@@ -925,10 +925,15 @@ class LocalEngine:
         self._kv.extend(tokens)
 
     def _drop_after(self, length: int) -> None:
-        """Remove the cache entries from position length on (rejected drafts)."""
+        """Remove the cache entries from position length on (rejected drafts, a restored prompt)."""
         if length < len(self._kv):
-            self._lib.llama_memory_seq_rm(self._mem, 0, length, -1)
+            kept = self._kv[:length]
             del self._kv[length:]
+            if not self._lib.llama_memory_seq_rm(self._mem, 0, length, -1):
+                # Recurrent state cannot drop a suffix: rebuild it from the kept tokens.
+                self._lib.llama_memory_clear(self._mem, True)
+                self._kv.clear()
+                self._decode(kept, 0)
 
     def _decode_one(self, token: int, pos: int) -> None:
         batch = self._batch
