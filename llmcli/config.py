@@ -51,6 +51,8 @@ class Settings:
     threads: int | None = None
     gpu_layers: str = "auto"
     flash_attn: str = "auto"
+    cache_type_k: str = "f16"  # the KV cache's element types (f16, q8_0, q4_0)
+    cache_type_v: str = "f16"
     backend: str | None = None  # an OpenAI-compatible server's URL: generate there instead of locally
     api_key: str | None = field(default=None, repr=False)  # sent to the backend as a bearer token
     prompt_cache_mb: int = 4096  # --prompt-cache keeps at most this much on disk

@@ -32,8 +32,11 @@ from llmcli.promptcache import MIN_TOKENS as PROMPT_CACHE_MIN_TOKENS
 from llmcli.promptcache import PromptCache, model_key
 from llmcli.sampling import SamplingConfig, Step
 from llmcli.streaming import TextAssembler
+from llmcli.threads import ThreadTuner
 
-MAX_DEFAULT_CTX = 8192
+MAX_DEFAULT_CTX = 8192  # the default context where the KV cache's size cannot be known
+# KV cache element types: ggml type id and bytes per value (a q8_0 block holds 32 values in 34 bytes)
+CACHE_TYPES = {"f16": (1, 2.0), "q8_0": (8, 34 / 32), "q4_0": (2, 18 / 32)}
 DEFAULT_BATCH = 2048
 DEFAULT_UBATCH = 512
 
@@ -283,6 +286,18 @@ def build_info() -> BuildInfo:
     )
 
 
+def default_ctx(info: GGUFInfo, cache_type_k: str = "f16", cache_type_v: str = "f16") -> tuple[int, bool]:
+    """The context when --ctx is not given, and whether memory capped it: the trained length, or the
+    most (in steps of 1,024) whose KV cache takes at most half the memory left beside the weights."""
+    trained = info.context_length or MAX_DEFAULT_CTX
+    per_1k = info.kv_cache_bytes(1024, CACHE_TYPES[cache_type_k][1], CACHE_TYPES[cache_type_v][1])
+    free = hardware.available_memory()
+    if not per_1k or free is None:
+        return min(trained, MAX_DEFAULT_CTX), False
+    fits = int(max(free - info.file_size, 0) / 2 / per_1k) * 1024
+    return (trained, False) if fits >= trained else (max(fits, 1024), True)
+
+
 def parse_flash_attn(value: str | None) -> bool | None:
     """`on`, `off` or `auto`/None (on with GPU offload, off on the CPU)."""
     choices = {None: None, "auto": None, "on": True, "off": False}
@@ -445,7 +460,7 @@ class Vocabulary:
 class EngineOptions:
     """How to load a model. None means the engine's default."""
 
-    n_ctx: int | None = None  # default: the model's trained length, at most 8192
+    n_ctx: int | None = None  # default: default_ctx (the trained length, as far as memory allows)
     n_threads: int | None = None  # default: physical cores
     gpu_layers: int | None = None  # default: all when the build can offload, else 0
     # None: on when layers are offloaded to a GPU; off on the CPU, where llama.cpp's flash attention
@@ -454,10 +469,17 @@ class EngineOptions:
     flash_attn: bool | None = None
     n_seq_max: int = 1
     verbose: bool = False
+    cache_type_k: str = "f16"  # the KV cache's element types: f16, q8_0 (half the memory) or q4_0
+    cache_type_v: str = "f16"
 
     def validate(self) -> None:
         if self.n_ctx is not None and self.n_ctx <= 0:
             raise UsageError(f"--ctx must be > 0, got {self.n_ctx}")
+        for flag, value in (("--cache-type-k", self.cache_type_k), ("--cache-type-v", self.cache_type_v)):
+            if value not in CACHE_TYPES:
+                raise UsageError(f"{flag} must be one of {', '.join(CACHE_TYPES)}, got {value!r}")
+        if self.cache_type_v != "f16" and self.flash_attn is False:
+            raise UsageError("a quantized --cache-type-v needs flash attention: drop --flash-attn off")
         if self.n_threads is not None and self.n_threads <= 0:
             raise UsageError(f"--threads must be > 0, got {self.n_threads}")
 
@@ -504,7 +526,10 @@ class LocalEngine:
         # Recurrent state cannot be rolled back past rejected drafts.
         self.can_speculate = not (lib.llama_model_is_recurrent(model) or lib.llama_model_is_hybrid(model))
 
-        n_ctx = options.n_ctx or min(self.n_ctx_train or MAX_DEFAULT_CTX, MAX_DEFAULT_CTX)
+        self.cache_types = (options.cache_type_k, options.cache_type_v)
+        n_ctx, self.ctx_capped = (
+            (options.n_ctx, False) if options.n_ctx else default_ctx(self.info, *self.cache_types)
+        )
         self._check_memory(n_ctx)
         # More threads than CPUs only wait on each other; far more crash ggml's thread pool.
         threads = min(options.n_threads or hardware.physical_cores(), hardware.logical_cpus())
@@ -518,6 +543,9 @@ class LocalEngine:
         cparams.swa_full = True
         cparams.n_threads = cparams.n_threads_batch = threads
         flash = options.flash_attn if options.flash_attn is not None else mparams.n_gpu_layers != 0
+        # llama.cpp stores a quantized V cache only with flash attention.
+        flash = flash or options.cache_type_v != "f16"
+        cparams.type_k, cparams.type_v = (CACHE_TYPES[t][0] for t in self.cache_types)
         cparams.flash_attn_type = (
             lib.LLAMA_FLASH_ATTN_TYPE_AUTO if flash else lib.LLAMA_FLASH_ATTN_TYPE_DISABLED
         )
@@ -528,7 +556,9 @@ class LocalEngine:
             raise ModelLoadError(
                 f"llama.cpp could not create a context of {n_ctx} tokens: "
                 f"{_recent_log() or 'out of memory?'}",
-                hint="try a smaller --ctx",
+                hint="try a smaller --ctx"
+                if self.cache_types == ("f16", "f16")
+                else "try --cache-type-k/-v f16: not every model's attention heads can be stored quantized",
             )
         crash.note(f"running {label} on {', '.join(self.buffer_types) or 'the CPU'} kernels")
         self._ctx = ctx
@@ -537,6 +567,9 @@ class LocalEngine:
         self.n_batch = int(lib.llama_n_batch(ctx))
         self.n_seq_max = options.n_seq_max
         self.n_threads = threads
+        # With the default thread count, steps that slow down (other processes on the cores) make
+        # the tuner try fewer threads; a count the user gave is kept as given.
+        self._tuner = ThreadTuner(threads) if options.n_threads is None and threads > 1 else None
         self.gpu_layers = int(mparams.n_gpu_layers)
         self._batch = lib.llama_batch_init(self.n_batch, 0, 1)
         for i in range(self.n_batch):
@@ -551,13 +584,17 @@ class LocalEngine:
             # team the decoding thread's runs 60% slower (bench/README.md).
             self._warm_up()
 
+    def kv_cache_bytes(self, n_ctx: int) -> int | None:
+        """Memory the KV cache of n_ctx tokens takes with this engine's cache types (None: unknown)."""
+        return self.info.kv_cache_bytes(n_ctx, *(CACHE_TYPES[t][1] for t in self.cache_types))
+
     def _check_memory(self, n_ctx: int) -> None:
         """Refuse a context whose KV cache cannot fit in memory, before llama.cpp tries to allocate it."""
-        need, free = self.info.kv_cache_bytes(n_ctx), hardware.available_memory()
+        need, free = self.kv_cache_bytes(n_ctx), hardware.available_memory()
         if need is None or free is None or need <= free:
             return
         fits = n_ctx
-        while fits > 256 and (self.info.kv_cache_bytes(fits) or 0) > free * 0.8:
+        while fits > 256 and (self.kv_cache_bytes(fits) or 0) > free * 0.8:
             fits //= 2
         self.close()
         raise UsageError(
@@ -941,7 +978,13 @@ class LocalEngine:
         batch.pos[0] = pos
         batch.logits[0] = 1
         batch.n_tokens = 1
-        self._check(self._lib.llama_decode(self._ctx, batch))
+        if self._tuner is None:
+            self._check(self._lib.llama_decode(self._ctx, batch))
+        else:
+            start = time.perf_counter()
+            self._check(self._lib.llama_decode(self._ctx, batch))
+            if (threads := self._tuner.observe(time.perf_counter() - start)) is not None:
+                self._lib.llama_set_n_threads(self._ctx, threads, threads)
         self._kv.append(token)
 
     def _check(self, status: int) -> None:

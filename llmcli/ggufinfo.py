@@ -173,10 +173,11 @@ class GGUFInfo:
         value = self.metadata.get("tokenizer.chat_template")
         return value if isinstance(value, str) else None
 
-    def kv_cache_bytes(self, n_ctx: int, bytes_per_value: float = 2.0) -> int | None:
-        """Memory the K and V cache of n_ctx tokens takes (f16 by default), from the header's layer and
-        head sizes; None where the header does not say (recurrent state, unknown shapes). Sliding-window
-        layers count in full: the engine keeps their whole cache, so that cutting it back stays exact."""
+    def kv_cache_bytes(self, n_ctx: int, k_bytes: float = 2.0, v_bytes: float = 2.0) -> int | None:
+        """Memory the K and V cache of n_ctx tokens takes (bytes per value: f16 by default), from the
+        header's layer and head sizes; None where the header does not say (recurrent state, unknown
+        shapes). Sliding-window layers count in full: the engine keeps their whole cache, so that
+        cutting it back stays exact."""
         arch, meta = self.architecture, self.metadata
         if any(f"{arch}.{key}" in meta for key in ("ssm.state_size", "wkv.head_size")):
             return None
@@ -197,9 +198,10 @@ class GGUFInfo:
         first_heads = n_head[0] if isinstance(n_head, list) else n_head
         k_len = number("attention.key_length") or n_embd // max(first_heads, 1)
         v_len = number("attention.value_length") or k_len
-        total = sum(
-            n_ctx * int(n_kv) * (int(k_len) + int(v_len)) * bytes_per_value for n_kv in per_layer[:n_layer]
+        per_token = sum(
+            int(n_kv) * (int(k_len) * k_bytes + int(v_len) * v_bytes) for n_kv in per_layer[:n_layer]
         )
+        total = n_ctx * per_token
         return int(total)
 
 

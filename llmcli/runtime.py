@@ -8,11 +8,11 @@ from typing import TYPE_CHECKING
 
 from llmcli.config import Paths, Settings
 from llmcli.engine import (
-    MAX_DEFAULT_CTX,
     Engine,
     EngineOptions,
     LocalEngine,
     ParallelEngine,
+    default_ctx,
     parse_flash_attn,
     parse_gpu_layers,
 )
@@ -130,9 +130,6 @@ def load_model(
         return _load_remote(settings, parallel)
     ref = model_ref(settings)
     path = Store(offline=offline).resolve(ref, progress)
-    if auto_parallel and parallel > 1:  # the context the engine will get, to split
-        total = settings.ctx or min(read_gguf(path).context_length or MAX_DEFAULT_CTX, MAX_DEFAULT_CTX)
-        parallel = max(1, min(parallel, total // MIN_SEQUENCE_CTX))
     if settings.threads and settings.threads > (cpus := logical_cpus()) and progress:
         progress.note(f"--threads {settings.threads} is more than the {cpus} CPUs here: using {cpus}")
     options = EngineOptions(
@@ -140,11 +137,21 @@ def load_model(
         n_threads=settings.threads,
         gpu_layers=parse_gpu_layers(settings.gpu_layers),
         flash_attn=parse_flash_attn(settings.flash_attn),
-        n_seq_max=parallel,
         verbose=verbose,
+        cache_type_k=settings.cache_type_k,
+        cache_type_v=settings.cache_type_v,
     )
     options.validate()
+    if auto_parallel and parallel > 1:  # the context the engine will get, to split
+        total = settings.ctx or default_ctx(read_gguf(path), settings.cache_type_k, settings.cache_type_v)[0]
+        parallel = max(1, min(parallel, total // MIN_SEQUENCE_CTX))
+    options = replace(options, n_seq_max=parallel)
     engine = LocalEngine(path, options)
+    if engine.ctx_capped and progress:
+        progress.note(
+            f"context {engine.n_ctx:,} tokens: the model was trained on {engine.n_ctx_train:,}, but a longer "
+            "KV cache would not fit in memory (--ctx sets it; --cache-type-k/-v q8_0 halves the cache)"
+        )
     if draft_model and parallel == 1:
         try:
             draft_path = Store(offline=offline).resolve(load_registry().parse(draft_model), progress)

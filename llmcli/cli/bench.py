@@ -10,7 +10,7 @@ import typer
 
 from llmcli import __version__
 from llmcli.cli.app import app
-from llmcli.cli.options import Ctx, FlashAttn, GpuLayers, Model, Offline, Verbose
+from llmcli.cli.options import CacheTypeK, CacheTypeV, Ctx, FlashAttn, GpuLayers, Model, Offline, Verbose
 from llmcli.cli.options import settings as make_settings
 
 GIB, MIB = 1024**3, 1024**2
@@ -52,6 +52,8 @@ def bench(
     ] = None,
     gpu_layers: GpuLayers = None,
     flash_attn: FlashAttn = None,
+    cache_type_k: CacheTypeK = None,
+    cache_type_v: CacheTypeV = None,
     json_out: Annotated[
         bool, typer.Option("--json", help="Print one JSON object (figures, settings, build) instead.")
     ] = False,

@@ -77,7 +77,9 @@ Model = Annotated[
 Ctx = Annotated[
     int | None,
     typer.Option(
-        "--ctx", help="Context size in tokens.", show_default="the model's trained length, at most 8192"
+        "--ctx",
+        help="Context size in tokens.",
+        show_default="the model's trained length, less where its KV cache would not fit in memory",
     ),
 ]
 Threads = Annotated[int | None, typer.Option("--threads", help="CPU threads.", show_default="physical cores")]
@@ -98,6 +100,32 @@ FlashAttn = Annotated[
         help="Flash attention: on, off or auto.",
         show_default="auto: on with GPU offload, off on the CPU where it slows decoding at depth",
         autocompletion=_complete_flash_attn,
+    ),
+]
+
+
+def _complete_cache_type() -> list[str]:
+    return ["f16", "q8_0", "q4_0"]
+
+
+CacheTypeK = Annotated[
+    str | None,
+    typer.Option(
+        "--cache-type-k",
+        "-ctk",
+        help="KV cache type of keys: f16, q8_0 (half the memory) or q4_0 (about a quarter).",
+        show_default="f16",
+        autocompletion=_complete_cache_type,
+    ),
+]
+CacheTypeV = Annotated[
+    str | None,
+    typer.Option(
+        "--cache-type-v",
+        "-ctv",
+        help="KV cache type of values: f16, q8_0 or q4_0 (quantized values turn flash attention on).",
+        show_default="f16",
+        autocompletion=_complete_cache_type,
     ),
 ]
 Models = Annotated[
@@ -279,6 +307,19 @@ PromptCacheFlag = Annotated[
     ),
 ]
 
+Files = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "-f",
+        "--file",
+        help="Put a file into the prompt under a `File: NAME` line, fenced: text, Markdown, HTML or PDF; "
+        "a glob or folder reads each file; `-` reads stdin. Repeatable, in order.",
+        show_default=False,
+        allow_dash=True,
+        metavar="PATH",
+    ),
+]
+
 
 def parallel(params: dict[str, Any], inputs: int) -> tuple[int, bool]:
     """Sequences to decode together, and whether that number was chosen automatically."""
@@ -306,7 +347,16 @@ Offline = Annotated[
 ]
 
 
-SETTINGS_KEYS = ("model", "ctx", "threads", "gpu_layers", "flash_attn", "backend")
+SETTINGS_KEYS = (
+    "model",
+    "ctx",
+    "threads",
+    "gpu_layers",
+    "flash_attn",
+    "cache_type_k",
+    "cache_type_v",
+    "backend",
+)
 SAMPLING_KEYS = (
     "greedy",
     "temperature",

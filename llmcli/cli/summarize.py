@@ -12,6 +12,8 @@ from llmcli.cli.app import app
 from llmcli.cli.options import (
     SAMPLING_HELP,
     Backend,
+    CacheTypeK,
+    CacheTypeV,
     Ctx,
     DraftModel,
     DraftTokens,
@@ -79,6 +81,8 @@ def summarize(
     threads: Threads = None,
     gpu_layers: GpuLayers = None,
     flash_attn: FlashAttn = None,
+    cache_type_k: CacheTypeK = None,
+    cache_type_v: CacheTypeV = None,
     greedy: Greedy = False,
     temperature: Temperature = None,
     top_k: TopK = None,

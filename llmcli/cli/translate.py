@@ -12,6 +12,8 @@ import typer
 from llmcli.cli.app import app
 from llmcli.cli.options import (
     Backend,
+    CacheTypeK,
+    CacheTypeV,
     Ctx,
     DraftModel,
     DraftTokens,
@@ -119,6 +121,8 @@ def translate(
     threads: Threads = None,
     gpu_layers: GpuLayers = None,
     flash_attn: FlashAttn = None,
+    cache_type_k: CacheTypeK = None,
+    cache_type_v: CacheTypeV = None,
     greedy: Greedy = False,
     temperature: Temperature = None,
     top_k: TopK = None,
