@@ -10,12 +10,14 @@ network call at all.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import hashlib
 import http.client
 import os
 import re
 import shutil
+import stat
 import time
 import urllib.error
 import urllib.request
@@ -23,6 +25,11 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
+
+try:
+    import fcntl
+except ImportError:  # Windows: no flock; a file open there cannot be deleted anyway
+    fcntl = None  # type: ignore[assignment]
 
 from llmcli import __version__
 from llmcli.errors import LlmcliError, ModelNotFoundError, NetworkError, StorageError
@@ -34,6 +41,7 @@ _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _COMMIT = re.compile(r"^[0-9a-f]{40}$")
 CHUNK = 1 << 20
 ATTEMPTS = 5
+REPO_KINDS = {"models": "model", "datasets": "dataset", "spaces": "space"}
 
 
 class Progress(Protocol):
@@ -70,6 +78,106 @@ class CachedFile:
     filename: str
     path: Path  # the snapshot path (a link into blobs/)
     size: int
+
+
+@dataclass(frozen=True)
+class CacheEntry:
+    """A file or folder in the hub cache: one `models gc` may remove, or another tool's (kind "other")."""
+
+    kind: str  # "snapshot" (superseded), "partial" (download), "orphan" (blob), or "other"
+    repo: str  # "owner/name"; "" outside any repo
+    path: Path
+    size: int  # bytes freed by removing it: a snapshot counts the blobs only it links
+    blobs: tuple[Path, ...] = ()  # a snapshot's blobs that go with it
+
+
+@dataclass(frozen=True)
+class SnapshotUsage:
+    """One snapshot (commit) of a cached repo."""
+
+    commit: str
+    path: Path
+    refs: tuple[str, ...]  # the refs that point at it: main, pr/1, ...
+    kept: bool  # a ref points at it, or none points at any snapshot on disk (nothing says which is current)
+    files: int
+    size: int  # the bytes of the files it shows, each blob once
+    reclaimable: int  # what removing it frees (0 when kept)
+
+
+@dataclass(frozen=True)
+class RepoUsage:
+    """One repo folder of the hub cache (`models--owner--name`, `datasets--…`, `spaces--…`)."""
+
+    kind: str  # model, dataset, space
+    repo: str
+    path: Path
+    size: int  # bytes on disk under its folder
+    gguf: bool
+    snapshots: tuple[SnapshotUsage, ...] = ()
+    partials: tuple[CacheEntry, ...] = ()
+    orphans: tuple[CacheEntry, ...] = ()
+    superseded: tuple[CacheEntry, ...] = ()
+    busy: bool = False  # a download holds one of its locks: gc leaves it alone
+    linked: bool = False  # its folder, blobs/ or snapshots/ is a symlink: not scanned, never touched
+
+    @property
+    def removable(self) -> tuple[CacheEntry, ...]:
+        """What `models gc` would remove here."""
+        return () if self.linked else (*self.superseded, *self.partials, *self.orphans)
+
+    @property
+    def reclaimable(self) -> int:
+        return sum(e.size for e in self.removable)
+
+
+@dataclass(frozen=True)
+class CacheUsage:
+    """What the hub cache holds."""
+
+    cache_dir: Path
+    repos: tuple[RepoUsage, ...]
+    other: tuple[CacheEntry, ...]  # what is not a repo folder: .locks/, other tools' files
+
+    @property
+    def size(self) -> int:
+        return sum(r.size for r in self.repos) + sum(e.size for e in self.other)
+
+    @property
+    def reclaimable(self) -> int:
+        return sum(r.reclaimable for r in self.repos)
+
+
+@dataclass(frozen=True)
+class GcResult:
+    """What `Store.gc` removed (or, in a dry run, would remove)."""
+
+    dry_run: bool
+    removed: tuple[CacheEntry, ...]
+    skipped: tuple[tuple[str, str], ...]  # (repo, why) left alone
+    failed: tuple[tuple[CacheEntry, str], ...]  # could not be removed, and why
+
+    @property
+    def freed(self) -> int:
+        return sum(e.size for e in self.removed)
+
+
+def _tree_size(path: Path) -> int:
+    """Bytes of the regular files under path; symlinks are neither followed nor counted."""
+    if path.is_symlink() or not path.is_dir():
+        return path.lstat().st_size if path.is_file() and not path.is_symlink() else 0
+    total = 0
+    for top, _, files in os.walk(path):
+        for name in files:
+            st = os.lstat(os.path.join(top, name))
+            if stat.S_ISREG(st.st_mode):
+                total += st.st_size
+    return total
+
+
+def _inside(path: Path, root: Path) -> bool:
+    """Whether path (not followed itself) lies under root, its parent folders resolved."""
+    parent, real_root = os.path.realpath(path.parent), os.path.realpath(root)
+    return os.path.commonpath([parent, real_root]) == real_root
 
 
 def _truthy(value: str | None) -> bool:
@@ -231,6 +339,205 @@ class Store:
             shutil.rmtree(repo_dir, ignore_errors=True)
             shutil.rmtree(self.cache_dir / ".locks" / repo_dir.name, ignore_errors=True)
         return removed, freed
+
+    # --- the cache as a whole: `models du` and `models gc`
+
+    def _repo_folders(self) -> tuple[list[Path], list[Path]]:
+        """The cache's repo folders, and everything else at its top."""
+        if not self.cache_dir.is_dir():
+            return [], []
+        repos: list[Path] = []
+        other: list[Path] = []
+        for path in sorted(self.cache_dir.iterdir()):
+            prefix, sep, rest = path.name.partition("--")
+            (repos if sep and rest and prefix in REPO_KINDS else other).append(path)
+        return repos, other
+
+    @contextlib.contextmanager
+    def _repo_locks(self, repo_dir: Path) -> Iterator[bool]:
+        """Hold every download lock of a repo, without waiting; yield False if a download holds one.
+
+        The same flock huggingface_hub and llmcli take (`.locks/models--…/ETAG.lock`) for a whole
+        download, link and ref included, so what is scanned under it is not half-written."""
+        folder = self.cache_dir / ".locks" / repo_dir.name
+        fds: list[int] = []
+        free = True
+        try:
+            if fcntl is not None and folder.is_dir() and not folder.is_symlink():
+                for lock in sorted(folder.glob("*.lock")):
+                    try:
+                        fd = os.open(lock, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+                    except OSError:
+                        continue
+                    fds.append(fd)
+                    try:
+                        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    except OSError as exc:
+                        if exc.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                            raise
+                        free = False
+                        break
+            yield free
+        finally:
+            for fd in fds:
+                os.close(fd)  # closing drops the flock
+
+    def _scan_repo(self, repo_dir: Path) -> RepoUsage:
+        """Sizes, snapshots, refs, partial downloads and orphan blobs of one repo folder (no network)."""
+        prefix, _, name = repo_dir.name.partition("--")
+        kind, repo = REPO_KINDS[prefix], name.replace("--", "/", 1)
+        blobs_dir, snaps_dir, refs_dir = repo_dir / "blobs", repo_dir / "snapshots", repo_dir / "refs"
+        if any(p.is_symlink() for p in (repo_dir, blobs_dir, snaps_dir, refs_dir)) or not repo_dir.is_dir():
+            return RepoUsage(kind, repo, repo_dir, 0, False, linked=True)
+        blobs: dict[str, int] = {}
+        partials: list[CacheEntry] = []
+        if blobs_dir.is_dir():
+            for entry in sorted(os.scandir(blobs_dir), key=lambda e: e.name):
+                if entry.is_file(follow_symlinks=False):
+                    size = entry.stat(follow_symlinks=False).st_size
+                    if entry.name.endswith(".incomplete"):
+                        partials.append(CacheEntry("partial", repo, Path(entry.path), size))
+                    else:
+                        blobs[entry.name] = size
+        refs: dict[str, list[str]] = {}
+        if refs_dir.is_dir():
+            for top, _, files in os.walk(refs_dir):
+                for ref_name in sorted(files):
+                    ref = Path(top, ref_name)
+                    if not ref.is_symlink():
+                        name_of = ref.relative_to(refs_dir).as_posix()
+                        refs.setdefault(ref.read_text(errors="replace").strip(), []).append(name_of)
+        real_blobs = os.path.realpath(blobs_dir)
+        gguf = False
+        scanned: list[tuple[Path, set[str], int, int]] = []  # snapshot, blobs linked, own bytes, files
+        if snaps_dir.is_dir():
+            folders = [p for p in snaps_dir.iterdir() if p.is_dir() or p.is_symlink()]
+            for snap in sorted(folders, key=lambda p: (-p.lstat().st_mtime, p.name)):
+                linked: set[str] = set()
+                own = files_seen = 0
+                walk = [] if snap.is_symlink() else os.walk(snap)  # a linked snapshot is not followed
+                for top, dirs, files in walk:
+                    for entry_name in [*files, *(d for d in dirs if os.path.islink(os.path.join(top, d)))]:
+                        path = os.path.join(top, entry_name)
+                        gguf = gguf or entry_name.lower().endswith(".gguf")
+                        files_seen += 1
+                        if os.path.islink(path):
+                            target = os.path.realpath(path)
+                            if os.path.dirname(target) == real_blobs and os.path.basename(target) in blobs:
+                                linked.add(os.path.basename(target))
+                        else:
+                            own += os.lstat(path).st_size
+                scanned.append((snap, linked, own, files_seen))
+        # No ref at a snapshot on disk (none at all, or only at a download that failed): nothing says
+        # which is current, so all stay.
+        referenced = {snap.name for snap, *_ in scanned if snap.name in refs}
+        kept = referenced or {snap.name for snap, *_ in scanned}
+        protected = {b for snap, linked, *_ in scanned if snap.name in kept for b in linked}
+        claimed: set[str] = set()
+        snapshots: list[SnapshotUsage] = []
+        superseded: list[CacheEntry] = []
+        for snap, linked, own, files_seen in scanned:
+            size = own + sum(blobs[b] for b in linked)
+            freed = 0
+            if snap.name not in kept:
+                mine = sorted(linked - protected - claimed)
+                claimed.update(mine)
+                freed = own + sum(blobs[b] for b in mine)
+                superseded.append(
+                    CacheEntry("snapshot", repo, snap, freed, tuple(blobs_dir / b for b in mine))
+                )
+            snapshots.append(
+                SnapshotUsage(
+                    snap.name,
+                    snap,
+                    tuple(refs.get(snap.name, ())),
+                    snap.name in kept,
+                    files_seen,
+                    size,
+                    freed,
+                )
+            )
+        linked_anywhere = {b for _, linked, *_ in scanned for b in linked}
+        orphans = [
+            CacheEntry("orphan", repo, blobs_dir / b, n) for b, n in blobs.items() if b not in linked_anywhere
+        ]
+        return RepoUsage(
+            kind,
+            repo,
+            repo_dir,
+            _tree_size(repo_dir),
+            gguf,
+            tuple(snapshots),
+            tuple(partials),
+            tuple(orphans),
+            tuple(superseded),
+        )
+
+    def _scan_error(self, exc: OSError) -> StorageError:
+        return StorageError(
+            f"cannot read the model cache ({exc.filename or self.cache_dir}): {exc.strerror or exc}",
+            hint="check the permissions of HF_HUB_CACHE",
+        )
+
+    def usage(self) -> CacheUsage:
+        """Every repo in the cache (models, datasets, spaces) with its snapshots, partial downloads and
+        orphan blobs, plus what else lies there. No network, and nothing is written."""
+        try:
+            repo_dirs, other = self._repo_folders()
+            repos = []
+            for repo_dir in repo_dirs:
+                with self._repo_locks(repo_dir) as free:
+                    repos.append(dataclasses.replace(self._scan_repo(repo_dir), busy=not free))
+            extra = tuple(CacheEntry("other", "", p, _tree_size(p)) for p in other)
+        except OSError as exc:
+            raise self._scan_error(exc) from None
+        return CacheUsage(self.cache_dir, tuple(repos), extra)
+
+    def gc(self, *, dry_run: bool = True) -> GcResult:
+        """Remove superseded snapshots (no ref points at them), partial downloads and blobs no snapshot
+        links to, in every repo of the cache; a dry run only says what would go.
+
+        A repo where no ref points at a snapshot on disk keeps them all, one that a download holds a lock
+        of is skipped, and nothing outside the cache is followed or removed. `.locks/` is left as it is."""
+        removed: list[CacheEntry] = []
+        skipped: list[tuple[str, str]] = []
+        failed: list[tuple[CacheEntry, str]] = []
+        try:
+            repo_dirs, _ = self._repo_folders()
+            for repo_dir in repo_dirs:
+                with self._repo_locks(repo_dir) as free:
+                    usage = self._scan_repo(repo_dir)
+                    if usage.linked:
+                        skipped.append((usage.repo, "its folder is a symbolic link"))
+                        continue
+                    if not free and usage.removable:
+                        skipped.append((usage.repo, "a download is in progress"))
+                        continue
+                    for entry in usage.removable:
+                        if dry_run:
+                            removed.append(entry)
+                            continue
+                        try:
+                            self._remove_entry(entry, repo_dir)
+                        except OSError as exc:
+                            failed.append((entry, exc.strerror or str(exc)))
+                        else:
+                            removed.append(entry)
+        except OSError as exc:
+            raise self._scan_error(exc) from None
+        return GcResult(dry_run, tuple(removed), tuple(skipped), tuple(failed))
+
+    @staticmethod
+    def _remove_entry(entry: CacheEntry, repo_dir: Path) -> None:
+        for path in (entry.path, *entry.blobs):
+            if not _inside(path, repo_dir):
+                raise OSError(errno.EXDEV, f"{path} lies outside the cache")
+        if entry.kind == "snapshot" and entry.path.is_dir() and not entry.path.is_symlink():
+            shutil.rmtree(entry.path)  # unlinks the links in it, never what they point to
+        else:
+            entry.path.unlink(missing_ok=True)
+        for blob in entry.blobs:
+            blob.unlink(missing_ok=True)
 
     # --- the hub
 

@@ -1,4 +1,4 @@
-"""`llmcli models ...`: list, pull, show, path, rm, import."""
+"""`llmcli models ...`: list, pull, show, path, rm, import, and the shared cache: du, gc."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from llmcli.cli.options import JsonOut, complete_model
 
 if TYPE_CHECKING:
     from llmcli.environment import Environment
+    from llmcli.store import CacheEntry, CacheUsage, GcResult
     from llmcli.templates import ChatTemplate
 
 models_app = typer.Typer(help="List, download, inspect and remove models.", no_args_is_help=True)
@@ -149,7 +150,9 @@ def _warn_no_template(env: Environment, path: Path, template: ChatTemplate | str
 
 @models_app.command()
 def show(ref: Ref, json_out: JsonOut = False) -> None:
-    """Show facts read from the GGUF file: architecture, parameters, quantization, context, template."""
+    """Show facts read from the GGUF file: architecture, parameters, quantization, context, KV cache
+    size, template."""
+    from llmcli.engine import default_ctx
     from llmcli.environment import Environment
     from llmcli.ggufinfo import read_gguf
     from llmcli.registry import load_registry
@@ -167,6 +170,8 @@ def show(ref: Ref, json_out: JsonOut = False) -> None:
         "parameters": info.n_params,
         "quantization": info.quantization,
         "context_length": info.context_length,
+        "kv_cache_per_1k": info.kv_cache_bytes(1024),  # bytes, f16 keys and values
+        "default_context": default_ctx(info)[0],
         "chat_template": info.chat_template is not None,
         "template": template if isinstance(template, str) else template.label,
         "size": path.stat().st_size,
@@ -181,6 +186,10 @@ def show(ref: Ref, json_out: JsonOut = False) -> None:
         if info.n_params >= 1e8
         else f"{info.n_params / 1e6:.2f} M",
         "size": _human(facts["size"]),
+        "kv_cache_per_1k": f"{_human(facts['kv_cache_per_1k'])} per 1,024 tokens (f16; q8_0 halves it)"
+        if facts["kv_cache_per_1k"]
+        else "unknown",
+        "default_context": f"{facts['default_context']:,} tokens",
     }
     shown["chat_template"] = shown.pop("template")  # "gguf", "inferred (gemma)", ...: one line says it
     env.write("".join(f"{k.replace('_', ' '):<15} {v}\n" for k, v in shown.items()))
@@ -239,3 +248,200 @@ def import_model(
     note(env, f"registered {alias} -> {file.resolve()} in {target}")
     if read_gguf(file).chat_template is None:
         _warn_no_template(env, file, _chat_template(file))
+
+
+def _bytes(size: int) -> str:
+    """A size for the cache reports, readable from bytes to hundreds of gigabytes."""
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if size >= scale:
+            return f"{size / scale:.2f} {unit}" if unit == "GB" else f"{size / scale:.1f} {unit}"
+    return f"{size} B"
+
+
+_KIND_LABEL = {"snapshot": "superseded snapshot", "partial": "partial download", "orphan": "orphan blob"}
+
+
+def _entry_json(entry: CacheEntry) -> dict[str, Any]:
+    return {"kind": entry.kind, "repo": entry.repo, "path": str(entry.path), "size": entry.size}
+
+
+def _usage_json(usage: CacheUsage) -> dict[str, Any]:
+    return {
+        "cache_dir": str(usage.cache_dir),
+        "size": usage.size,
+        "reclaimable": usage.reclaimable,
+        "repos": [
+            {
+                "kind": r.kind,
+                "repo": r.repo,
+                "path": str(r.path),
+                "gguf": r.gguf,
+                "size": r.size,
+                "reclaimable": r.reclaimable,
+                "busy": r.busy,
+                "linked": r.linked,
+                "snapshots": [
+                    {
+                        "commit": s.commit,
+                        "refs": list(s.refs),
+                        "kept": s.kept,
+                        "files": s.files,
+                        "size": s.size,
+                        "reclaimable": s.reclaimable,
+                        "path": str(s.path),
+                    }
+                    for s in r.snapshots
+                ],
+                "partials": [_entry_json(e) for e in r.partials],
+                "orphans": [_entry_json(e) for e in r.orphans],
+            }
+            for r in usage.repos
+        ],
+        "other": [_entry_json(e) for e in usage.other],
+    }
+
+
+def _usage_table(usage: CacheUsage) -> str:
+    from llmcli.render import markdown_table
+
+    rows: list[dict[str, str]] = []
+
+    def row(
+        repo: str = "",
+        kind: str = "",
+        item: str = "",
+        refs: str = "",
+        files: str = "",
+        *,
+        size: int | None = None,
+        free: int = 0,
+    ) -> None:
+        rows.append(
+            {
+                "repo": repo,
+                "type": kind,
+                "snapshot": item,
+                "refs": refs,
+                "files": files,
+                "size": "" if size is None else _bytes(size),
+                "reclaimable": _bytes(free) if free else "",
+            }
+        )
+
+    for r in usage.repos:
+        label = "gguf" if r.gguf else r.kind
+        if r.linked:
+            row(r.repo, f"{label}, symlink", "(not scanned)")
+            continue
+        row(r.repo, label + (", downloading" if r.busy else ""), size=r.size, free=r.reclaimable)
+        for s in r.snapshots:
+            refs = ", ".join(s.refs) or ("-" if s.kept else "superseded")
+            row(item=s.commit[:12], refs=refs, files=str(s.files), size=s.size, free=s.reclaimable)
+        for entries, what in ((r.partials, "partial downloads"), (r.orphans, "orphan blobs")):
+            if entries:
+                n = sum(e.size for e in entries)
+                row(item=what, files=str(len(entries)), size=n, free=n)
+    for e in usage.other:
+        row(e.path.name + ("/" if e.path.is_dir() else ""), "other", size=e.size)
+    row("total", size=usage.size, free=usage.reclaimable)
+    return markdown_table(rows, left=("repo", "type", "snapshot", "refs"))
+
+
+@models_app.command("du")
+def disk_usage(json_out: JsonOut = False) -> None:
+    """Show what the Hugging Face cache holds: size per repo and snapshot, which snapshots are
+    superseded (no ref points at them), partial downloads, orphan blobs, and what other tools left."""
+    from llmcli.environment import Environment
+    from llmcli.render import note
+    from llmcli.store import Store
+
+    env = Environment.from_system()
+    usage = Store(offline=True).usage()
+    if json_out:
+        env.write(json.dumps(_usage_json(usage), ensure_ascii=False, indent=2) + "\n")
+        return
+    env.write(_usage_table(usage) + "\n")
+    if not usage.repos and not usage.other:
+        note(env, f"the cache at {usage.cache_dir} is empty")
+    elif usage.reclaimable:
+        note(env, f"`llmcli models gc` frees {_bytes(usage.reclaimable)} (shows what first)")
+
+
+def _gc_json(result: GcResult) -> dict[str, Any]:
+    return {
+        "dry_run": result.dry_run,
+        "freed": result.freed,
+        "removed": [_entry_json(e) for e in result.removed],
+        "skipped": [{"repo": repo, "reason": why} for repo, why in result.skipped],
+        "failed": [{**_entry_json(e), "error": why} for e, why in result.failed],
+    }
+
+
+def _gc_table(result: GcResult) -> str:
+    from llmcli.render import markdown_table
+
+    rows = [
+        {"repo": e.repo, "item": f"{_KIND_LABEL[e.kind]} {e.path.name[:12]}", "size": _bytes(e.size)}
+        for e in result.removed
+    ]
+    count = f"{len(rows)} item" + ("" if len(rows) == 1 else "s")
+    rows.append({"repo": "total", "item": count, "size": _bytes(result.freed)})
+    return markdown_table(rows, left=("repo", "item"))
+
+
+def _gc_report(env: Environment, result: GcResult, json_out: bool) -> None:
+    from llmcli.render import note
+
+    env.write(json.dumps(_gc_json(result), ensure_ascii=False, indent=2) if json_out else _gc_table(result))
+    env.write("\n")
+    for repo, why in result.skipped:
+        note(env, f"skipped {repo}: {why}")
+
+
+def _gc_freed(env: Environment, result: GcResult) -> None:
+    """What was removed and freed, on stderr; one-line error when something could not go."""
+    from llmcli.errors import StorageError
+    from llmcli.render import note
+
+    for e in result.removed:
+        note(env, f"removed {e.repo} {_KIND_LABEL[e.kind]} {e.path.name}, freed {_bytes(e.size)}")
+    note(env, f"freed {_bytes(result.freed)}")
+    for e, why in result.failed:
+        note(env, f"could not remove {e.path}: {why}", error=True)
+    if result.failed:
+        raise StorageError(f"{len(result.failed)} item(s) could not be removed", hint="see the lines above")
+
+
+@models_app.command("gc")
+def gc(
+    yes: Annotated[bool, typer.Option("-y", "--yes", help="Remove without asking.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only show what would go; never ask.")] = False,
+    json_out: JsonOut = False,
+) -> None:
+    """Free space in the Hugging Face cache: superseded snapshots (no ref points at them, as llama.cpp
+    and other tools leave behind), partial downloads and orphan blobs, in every repo.
+
+    Without -y it only shows what would go and how much that frees (on a terminal it then asks).
+    Blobs a kept snapshot links to, repos being downloaded into and anything outside the cache stay."""
+    from llmcli.environment import Environment
+    from llmcli.render import note
+    from llmcli.store import Store
+
+    env = Environment.from_system()
+    store = Store(offline=True)
+    if yes and not dry_run:
+        result = store.gc(dry_run=False)
+        _gc_report(env, result, json_out)
+        _gc_freed(env, result)
+        return
+    plan = store.gc(dry_run=True)
+    _gc_report(env, plan, json_out)
+    if not plan.removed:
+        note(env, "nothing to remove")
+        return
+    if dry_run or not env.stdin_isatty:
+        note(env, f"dry run: nothing removed; `llmcli models gc -y` frees {_bytes(plan.freed)}")
+        return
+    if not typer.confirm(f"Remove {len(plan.removed)} items, freeing {_bytes(plan.freed)}?", err=True):
+        raise typer.Exit(1)
+    _gc_freed(env, store.gc(dry_run=False))
