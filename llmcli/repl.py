@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import os
 import shlex
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 from llmcli.chat import Chat, SessionRecord, SessionStore, to_markdown, with_sampling
-from llmcli.errors import LlmcliError, UsageError
+from llmcli.errors import ContextOverflowError, LlmcliError, UsageError
 from llmcli.fsutil import atomic_write_text
 from llmcli.render import stats_line
+from llmcli.tasks.complete import FileText, count_tokens, files_overflow, read_files, read_note, with_files
 from llmcli.templates import ChatTemplate
 
 
@@ -55,9 +58,66 @@ COMMANDS = [
     SlashCommand("/model", "/model REF", "switch model, keep the conversation"),
     SlashCommand("/stats", "/stats", "tokens and speed of the last answer"),
     SlashCommand("/context", "/context", "tokens used and left"),
+    SlashCommand(
+        "/read", "/read PATH...", "add files (text, Markdown, HTML, PDF; globs) to the next message"
+    ),
 ]
 
 ModelLoader = Callable[[str], tuple[Any, ChatTemplate, str]]  # ref -> (engine, template, model name)
+
+
+@contextmanager
+def _typeahead(source: Any) -> Iterator[None]:
+    """While an answer streams: typed keys are not echoed into it, and go to the next prompts as type-ahead.
+
+    Only when `source` (the prompt's input) is a terminal; otherwise nothing changes.
+    """
+    try:
+        import termios
+    except ImportError:  # not POSIX: the terminal keeps its mode
+        yield
+        return
+    try:
+        fd = source.fileno()
+        saved = termios.tcgetattr(fd) if os.isatty(fd) else None
+    except (AttributeError, NotImplementedError, OSError, ValueError, termios.error):
+        saved = None
+    if saved is None:
+        yield
+        return
+    quiet = termios.tcgetattr(fd)
+    # Enter must stay \r (accept) rather than become \n (Ctrl-J adds a line); ISIG stays so Ctrl-C is still
+    # SIGINT, and NOFLSH keeps the type-ahead (and the answer's unwritten output) when it comes.
+    quiet[0] &= ~(termios.ICRNL | termios.INLCR | termios.IGNCR)
+    quiet[3] = (quiet[3] & ~(termios.ECHO | termios.ICANON | termios.IEXTEN)) | termios.NOFLSH
+    quiet[6][termios.VMIN], quiet[6][termios.VTIME] = 1, 0
+    termios.tcsetattr(fd, termios.TCSANOW, quiet)
+    try:
+        yield
+    finally:
+        try:
+            _keep_typed(source, fd)
+        finally:
+            with suppress(termios.error):  # the terminal is gone: nothing left to restore
+                termios.tcsetattr(fd, termios.TCSANOW, saved)
+
+
+def _keep_typed(source: Any, fd: int) -> None:
+    """Read what was typed (without blocking) and queue it for the next prompt_toolkit prompts."""
+    import select
+
+    from prompt_toolkit.input.typeahead import store_typeahead
+    from prompt_toolkit.keys import Keys
+
+    keys: list[Any] = []
+    try:
+        while not source.closed and select.select([fd], [], [], 0)[0]:
+            keys += source.read_keys()
+        keys += source.flush_keys()
+    except OSError:
+        pass
+    # A late cursor-position report belongs to the previous prompt's screen, not to the next one.
+    store_typeahead(source, [k for k in keys if k.key != Keys.CPRResponse])
 
 
 class Repl:
@@ -79,6 +139,7 @@ class Repl:
         self.chat, self.screen, self.store, self.record = chat, screen, store, record
         self.load_model = load_model
         self.show_stats = show_stats
+        self._files: list[FileText] = []  # /read files waiting for the next message
         self._session = self._prompt_session(history, input, output)
 
     def _prompt_session(self, history: Path | None, input: Any, output: Any) -> Any:
@@ -129,13 +190,14 @@ class Repl:
                     if self._command(text) == "exit":
                         return
                 else:
-                    self._stream(self.chat.ask(text))
+                    self._send(text)
             except LlmcliError as exc:
                 self.screen.error(exc.message + (f" ({exc.hint})" if exc.hint else ""))
 
     def _stream(self, pieces: Any) -> None:
         try:
-            self.screen.answer(pieces)
+            with _typeahead(self._session.app.input):
+                self.screen.answer(pieces)
         except KeyboardInterrupt:
             self.screen.dim("(stopped)")
         finally:
@@ -261,3 +323,41 @@ class Repl:
         old.close()
         self.record.model = name
         self.screen.dim(f"switched to {name}")
+
+    def _cmd_read(self, arg: str) -> None:
+        try:
+            paths = [os.path.expanduser(p) for p in shlex.split(arg)]
+        except ValueError as exc:
+            raise UsageError(f"/read {arg}: {exc}") from None
+        if not paths:
+            raise UsageError(
+                "usage: /read PATH...", hint="a glob reads each file it matches, e.g. notes/*.md"
+            )
+        self.attach(read_files(paths))
+
+    # --- files for the next message (/read, chat -f)
+
+    def attach(self, files: list[FileText]) -> None:
+        """Add files to the next message (each once), saying what each takes."""
+        pending = {f.name for f in self._files}
+        new = count_tokens(self.chat.engine, [f for f in files if f.name not in pending])
+        for f in new:
+            self.screen.dim(read_note(f))
+        self._files += new
+        if new:
+            n, total = len(self._files), sum(f.tokens for f in self._files)
+            self.screen.dim(
+                f"{n} file{'s' if n > 1 else ''} ({total:,} tokens) will go with your next message"
+            )
+
+    def _send(self, text: str) -> None:
+        """Send a message, the files read for it first; a message that overflows drops them."""
+        files, self._files = self._files, []
+        try:
+            self._stream(self.chat.ask(with_files(files, text)))
+        except ContextOverflowError as exc:
+            if not files:
+                raise
+            raise files_overflow(
+                exc, files, hint="the files were dropped: /read fewer or smaller ones"
+            ) from None

@@ -12,7 +12,10 @@ from llmcli.cli.app import app
 from llmcli.cli.options import (
     SAMPLING_HELP,
     Backend,
+    CacheTypeK,
+    CacheTypeV,
     Ctx,
+    Files,
     FlashAttn,
     GpuLayers,
     Greedy,
@@ -60,10 +63,13 @@ def chat(
             autocompletion=complete_session,
         ),
     ] = None,
+    file: Files = None,
     ctx: Ctx = None,
     threads: Threads = None,
     gpu_layers: GpuLayers = None,
     flash_attn: FlashAttn = None,
+    cache_type_k: CacheTypeK = None,
+    cache_type_v: CacheTypeV = None,
     greedy: Greedy = False,
     temperature: Temperature = None,
     top_k: TopK = None,
@@ -84,7 +90,8 @@ def chat(
     """Chat with a model in the terminal; /help lists the commands.
 
     Every conversation is saved after each turn (see `llmcli sessions`). With stdin not a
-    terminal, all of stdin is one message: the answer goes to stdout and chat exits.
+    terminal, all of stdin is one message: the answer goes to stdout and chat exits. -f files
+    go before that message (`-f -`: stdin is a file), or before the first one typed in the REPL.
     """
     params = dict(locals())
     from dataclasses import replace
@@ -92,10 +99,11 @@ def chat(
     from llmcli.chat import Chat, SessionRecord, SessionStore
     from llmcli.config import Paths
     from llmcli.environment import Environment
-    from llmcli.errors import UsageError
-    from llmcli.render import DownloadBar, PlainScreen, chat_screen
+    from llmcli.errors import ContextOverflowError, UsageError
+    from llmcli.render import DownloadBar, PlainScreen, chat_screen, note
     from llmcli.repl import Repl
     from llmcli.runtime import load_model
+    from llmcli.tasks.complete import count_tokens, files_overflow, read_files, read_note, with_files
 
     env = Environment.from_system()
     config = make_sampling(params)
@@ -107,8 +115,12 @@ def chat(
             system = system_file.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             raise UsageError(f"cannot read the system prompt file {system_file}: {exc}") from None
-    piped = None if env.stdin_isatty else env.read_stdin()
-    if piped is not None and not piped.strip():
+    names = [str(p) for p in file or ()]
+    if "-" in names and env.stdin_isatty:
+        raise UsageError("-f - reads stdin, but stdin is the terminal", hint="pipe the file in")
+    files = read_files(names, stdin=env.stdin.read)
+    piped = None if env.stdin_isatty else "" if "-" in names else env.read_stdin()
+    if piped is not None and not piped.strip() and not files:
         raise UsageError(
             "stdin is empty: nothing to say", hint="pipe a message in, or run chat in a terminal"
         )
@@ -133,7 +145,15 @@ def chat(
     )
     try:
         if piped is not None:
-            PlainScreen(env).answer(conversation.ask(piped.strip()))
+            files = count_tokens(conversation.engine, files)
+            for f in files:
+                note(env, read_note(f))
+            try:
+                PlainScreen(env).answer(conversation.ask(with_files(files, piped.strip())))
+            except ContextOverflowError as exc:
+                if not files:
+                    raise
+                raise files_overflow(exc, files) from None
             if session:
                 record.messages = conversation.messages
                 store.save(record)
@@ -152,9 +172,11 @@ def chat(
         history = None if env.environ.get("LLMCLI_NO_HISTORY") else paths.data_dir / "history"
         screen = chat_screen(env, plain)
         screen.dim(f"{loaded.name} · session {record.name} · /help for commands, Ctrl-D to leave")
-        Repl(
+        repl = Repl(
             conversation, screen, store, record, load_model=load_other, history=history, show_stats=stats
-        ).run()
+        )
+        repl.attach(files)
+        repl.run()
     finally:
         conversation.engine.close()
 

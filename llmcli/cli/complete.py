@@ -12,7 +12,10 @@ from llmcli.cli.app import app
 from llmcli.cli.options import (
     SAMPLING_HELP,
     Backend,
+    CacheTypeK,
+    CacheTypeV,
     Ctx,
+    Files,
     FlashAttn,
     GpuLayers,
     Greedy,
@@ -45,12 +48,15 @@ from llmcli.errors import ExitCode
 @app.command(epilog=SAMPLING_HELP)
 def complete(
     prompt: Annotated[str | None, typer.Argument(help="Text to continue.", show_default=False)] = None,
+    file: Files = None,
     model: Model = None,
     backend: Backend = None,
     ctx: Ctx = None,
     threads: Threads = None,
     gpu_layers: GpuLayers = None,
     flash_attn: FlashAttn = None,
+    cache_type_k: CacheTypeK = None,
+    cache_type_v: CacheTypeV = None,
     greedy: Greedy = False,
     temperature: Temperature = None,
     top_k: TopK = None,
@@ -76,23 +82,36 @@ def complete(
     """Continue a prompt and stream the text to stdout.
 
     The prompt is read from stdin when stdin is not a terminal, and from PROMPT; with both,
-    stdin comes first, then a blank line, then PROMPT. Ctrl-C stops and keeps what was printed.
+    stdin comes first, then a blank line, then PROMPT. Each -f file goes before PROMPT, in order
+    (`-f -` puts stdin among them). Ctrl-C stops and keeps what was printed.
     """
     params = dict(locals())
     from llmcli.environment import Environment
+    from llmcli.errors import ContextOverflowError
     from llmcli.render import DownloadBar, finish_note, note, stats_line
     from llmcli.runtime import open_engine
-    from llmcli.tasks.complete import build_prompt
+    from llmcli.tasks.complete import build_prompt, count_tokens, files_overflow, read_files, read_note
     from llmcli.tasks.complete import complete as run_complete
 
     env = Environment.from_system()
     sampling = make_sampling(params)
     settings = make_settings(params)
-    text = build_prompt(env.read_stdin(), prompt)
+    names = [str(p) for p in file or ()]
+    stdin_text = None if "-" in names else env.read_stdin()
+    files = read_files(names, stdin=env.stdin.read)
+    text = build_prompt(stdin_text, prompt, files)
     with open_engine(
         settings, verbose=verbose, offline=offline, progress=DownloadBar(env), prompt_cache=prompt_cache
     ) as engine:
-        result = run_complete(engine, text, sampling, (lambda _p: None) if json_out else env.write)
+        files = count_tokens(engine, files)
+        for f in files:
+            note(env, read_note(f))
+        try:
+            result = run_complete(engine, text, sampling, (lambda _p: None) if json_out else env.write)
+        except ContextOverflowError as exc:
+            if not files:
+                raise
+            raise files_overflow(exc, files) from None
     if json_out:
         env.write(
             json.dumps(

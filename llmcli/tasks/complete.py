@@ -2,26 +2,28 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
 
+from llmcli.documents import DocumentError, Source, collect_sources, read_document
 from llmcli.engine import Completion, Engine
-from llmcli.errors import UsageError
+from llmcli.errors import ContextOverflowError, UsageError
 from llmcli.sampling import SamplingConfig
 
 
-def build_prompt(stdin_text: str | None, prompt: str | None) -> str:
-    """stdin first, then PROMPT, separated by a blank line; at least one must hold text.
+def build_prompt(stdin_text: str | None, prompt: str | None, files: Sequence[FileText] = ()) -> str:
+    """stdin first, then each file's block, then PROMPT, separated by blank lines; something must hold text.
 
     The newline that ends piped text (`echo ... |`) is dropped, so the model continues the text itself.
     """
     if stdin_text and stdin_text.endswith("\n"):
         stdin_text = stdin_text[:-2] if stdin_text.endswith("\r\n") else stdin_text[:-1]
-    parts = [p for p in (stdin_text, prompt) if p]
+    parts = [p for p in (stdin_text, *(f.block for f in files), prompt) if p]
     if not parts or not "".join(parts).strip():
         raise UsageError("the prompt is empty", hint="pass PROMPT or pipe text into stdin")
-    if len(parts) == 2:
-        return parts[0] + "\n\n" + parts[1]
-    return parts[0]
+    return "\n\n".join(parts)
 
 
 def complete(
@@ -35,3 +37,80 @@ def complete(
     except KeyboardInterrupt:
         generation.close()
     return generation.completion()
+
+
+# --- files in prompts (`-f/--file` of complete and chat, `/read` in the chat REPL) ---------------
+
+
+@dataclass(frozen=True)
+class FileText:
+    """A file read for a prompt: its name as given, its block (see file_block), and the block's tokens."""
+
+    name: str
+    block: str
+    tokens: int = 0
+
+
+def file_block(name: str, text: str) -> str:
+    """A header line `File: NAME`, then the text in a code fence longer than any backtick run in it."""
+    longest = max((len(run) for run in re.findall(r"`{3,}", text)), default=2)
+    fence, body = "`" * (longest + 1), text.strip("\n")
+    return f"File: {name}\n{fence}\n{body}\n{fence}"
+
+
+def read_files(args: Sequence[str], stdin: Callable[[], bytes] | None = None) -> list[FileText]:
+    """The files that paths, globs and folders name (`-`: stdin, read with stdin()), each once, in order.
+
+    Text, Markdown, HTML and PDF are read by llmcli.documents. A missing, unreadable, binary,
+    non-UTF-8 or empty file, a glob that matches nothing, and `-` without stdin are UsageErrors.
+    """
+    found: list[FileText] = []
+    seen: set[Path | None] = set()  # None: stdin
+    for arg in args:
+        if arg == "-" and stdin is None:
+            raise UsageError("`-` (standard input) cannot be read here", hint="name a file")
+        for source in [Source.stdin()] if arg == "-" else _sources(arg):
+            key = source.path.resolve() if source.path is not None else None
+            if key in seen:
+                continue
+            seen.add(key)
+            try:
+                text = read_document(source, stdin=stdin() if stdin and source.path is None else None)
+            except DocumentError as exc:
+                raise UsageError(exc.message, hint=exc.hint) from None
+            found.append(FileText(source.display, file_block(source.display, text)))
+    return found
+
+
+def _sources(arg: str) -> list[Source]:
+    try:
+        return collect_sources([arg])
+    except UsageError:
+        if re.search(r"[*?[]", arg) and not Path(arg).exists():
+            raise UsageError(f"no files match {arg}") from None
+        raise
+
+
+def with_files(files: Sequence[FileText], text: str) -> str:
+    """The files' blocks, then text, separated by blank lines."""
+    return "\n\n".join([*(f.block for f in files), *([text] if text else [])])
+
+
+def count_tokens(engine: Engine, files: Sequence[FileText]) -> list[FileText]:
+    """files with the tokens each block takes in engine's vocabulary."""
+    return [replace(f, tokens=len(engine.tokenize(f.block, add_special=False))) for f in files]
+
+
+def read_note(file: FileText) -> str:
+    """The dim line that says a file was read: `read notes/a.md (1,234 tokens)`."""
+    return f"read {file.name} ({file.tokens:,} tokens)"
+
+
+def files_overflow(
+    exc: ContextOverflowError,
+    files: Sequence[FileText],
+    hint: str = "read fewer or smaller files, or raise --ctx",
+) -> ContextOverflowError:
+    """exc, naming each file's size: the files are what a prompt with them usually overflows with."""
+    sizes = ", ".join(f"{f.name} {f.tokens:,} tokens" for f in files)
+    return ContextOverflowError(f"{exc.message}; files: {sizes}", hint=hint)
