@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from llmcli.chat import Chat, SessionRecord, SessionStore, to_markdown, with_sampling
+from llmcli.engine import LocalEngine
 from llmcli.errors import ContextOverflowError, LlmcliError, UsageError
 from llmcli.fsutil import atomic_write_text
 from llmcli.render import stats_line
@@ -273,7 +274,10 @@ class Repl:
         used, total = self.chat.used_tokens(), self.chat.engine.n_ctx
         dropped = self.chat.first_kept
         note = f" ({dropped} oldest messages no longer fit)" if dropped else ""
-        self.screen.info(f"{used:,} tokens used, {total - used:,} left of {total:,}{note}")
+        engine = self.chat.engine
+        per_1k = engine.kv_cache_bytes(1024) if isinstance(engine, LocalEngine) else None
+        kv = f"; KV cache {per_1k / 2**20:,.1f} MiB per 1,024 tokens" if per_1k else ""
+        self.screen.info(f"{used:,} tokens used, {total - used:,} left of {total:,}{note}{kv}")
 
     def _cmd_stats(self, _arg: str) -> None:
         if self.chat.last is None:

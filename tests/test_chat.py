@@ -184,6 +184,7 @@ def test_transcript(engine: LocalEngine, tmp_path: Path) -> None:
     assert out.strip()  # the answer went to stdout
     assert "tokens" in err and "t/s" in err  # footer and /stats
     assert "tokens used" in err and "left of 512" in err
+    assert "KV cache 0.6 MiB per 1,024 tokens" in err  # stories260K: 5 layers, 4 KV heads of 8 dims
     assert "dropped the last exchange" in err
     assert "sampling  greedy" in err and "template  gguf\n" in err
     assert repl.chat.messages == []
