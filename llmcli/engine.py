@@ -593,15 +593,12 @@ class LocalEngine:
         need, free = self.kv_cache_bytes(n_ctx), hardware.available_memory()
         if need is None or free is None or need <= free:
             return
-        fits = n_ctx
-        while fits > 256 and (self.kv_cache_bytes(fits) or 0) > free * 0.8:
-            fits //= 2
+        fits = default_ctx(self.info, *self.cache_types)[0]  # what the default would have been
         self.close()
         raise UsageError(
             f"--ctx {n_ctx:,} needs {need / 2**30:,.1f} GiB for its KV cache, "
             f"but {free / 2**30:,.1f} GiB of memory is available",
-            hint=f"try --ctx {fits // 1024 * 1024 or fits:,} or less (the model was trained on "
-            f"{self.n_ctx_train:,})",
+            hint=f"try --ctx {fits:,} or less (the model was trained on {self.n_ctx_train:,})",
         )
 
     def reset(self) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import hashlib
 import json
 import os
@@ -73,24 +74,25 @@ class CpuReport:
         return self.amx in ("works", "on")
 
 
-def _cpuinfo() -> tuple[str, set[str]]:
+@functools.cache
+def _cpuinfo() -> tuple[str, frozenset[str]]:
     """The CPU's model name and flags (Linux; elsewhere the platform's processor string and none)."""
     try:
         text = Path("/proc/cpuinfo").read_text(errors="replace")
     except OSError:
-        return platform.processor() or platform.machine(), set()
-    model, flags = "", set[str]()
+        return platform.processor() or platform.machine(), frozenset()
+    model, flags = "", frozenset[str]()
     for line in text.splitlines():
         key, _, value = line.partition(":")
         key = key.strip()
         if key == "model name" and not model:
             model = value.strip()
         elif key == "flags" and not flags:
-            flags = set(value.split())
+            flags = frozenset(value.split())
     return model or platform.machine(), flags
 
 
-def _probe_key(model: str, flags: set[str]) -> str:
+def _probe_key(model: str, flags: frozenset[str]) -> str:
     facts = [model, " ".join(sorted(flags)), platform.release(), platform.machine()]
     return hashlib.sha256("\n".join(facts).encode()).hexdigest()[:16]
 

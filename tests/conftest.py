@@ -16,7 +16,7 @@ os.environ["HF_ENDPOINT"] = "http://127.0.0.1:9"
 os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
 
 from realmodel import fetch_gemma
-from tinymodel import STORIES, write_program_model
+from tinymodel import STORIES, write_chat_model, write_program_model
 
 from llmcli.engine import EngineOptions, LocalEngine
 
@@ -36,6 +36,12 @@ def gemma() -> Path:
         return fetch_gemma()
     except (RuntimeError, OSError, subprocess.TimeoutExpired) as exc:
         pytest.skip(f"the Gemma 3 real-model tier is unavailable here: {exc}")
+
+
+@pytest.fixture(scope="session")
+def chat_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The stories model with a plain chat template (tests/tinymodel.py), written once."""
+    return write_chat_model(tmp_path_factory.mktemp("chat") / "stories-chat.gguf")
 
 
 @pytest.fixture(scope="session")

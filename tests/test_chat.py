@@ -32,11 +32,6 @@ shutil_which = shutil.which
 Run = Callable[..., subprocess.CompletedProcess[str]]
 
 
-@pytest.fixture(scope="session")
-def chat_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_chat_model(tmp_path_factory.mktemp("chat") / "stories-chat.gguf")
-
-
 @pytest.fixture
 def engine(chat_model: Path) -> Iterator[LocalEngine]:
     with LocalEngine(chat_model, EngineOptions(n_ctx=512)) as eng:

@@ -12,7 +12,6 @@ from conftest import LLMCLI
 from test_chat import Tmux, needs_tmux, run_repl, wait_closed
 from test_cli_complete import assert_one_line_error
 from test_documents import make_pdf
-from tinymodel import write_chat_model
 
 from llmcli.engine import EngineOptions, LocalEngine
 
@@ -23,11 +22,6 @@ FENCE = "```"
 def block(name: Path | str, text: str, fence: str = FENCE) -> str:
     """The documented format, spelled out: a `File: NAME` line, then the text fenced."""
     return f"File: {name}\n{fence}\n{text}\n{fence}"
-
-
-@pytest.fixture(scope="module")
-def chat_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_chat_model(tmp_path_factory.mktemp("chat") / "stories-chat.gguf")
 
 
 @pytest.fixture

@@ -3,11 +3,10 @@ on copies of the trained stories model quantized by llama.cpp (its q8_0 and q4_0
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
 import pytest
-from ties import assert_same_up_to_a_tie
+from ties import assert_same_up_to_a_tie, generate_together
 from tinymodel import STORIES, quantize
 
 from llmcli.engine import EngineOptions, LocalEngine, ParallelEngine
@@ -30,17 +29,8 @@ def test_lookup_and_parallel_keep_greedy_output(quantized: Path) -> None:
         expected = [plain.generate(p, GREEDY).run().tokens for p in prompts]
         drafted = [plain.generate(p, GREEDY, lookup=8).run() for p in prompts]
         assert sum(d.stats.accepted_tokens for d in drafted) > 0
-        batched: list[list[int]] = [[] for _ in prompts]
         with ParallelEngine(LocalEngine(quantized, EngineOptions(n_ctx=1024, n_seq_max=4))) as parallel:
-
-            def work(i: int) -> None:
-                batched[i] = parallel.generate(prompts[i], GREEDY).run().tokens
-
-            threads = [threading.Thread(target=work, args=(i,)) for i in range(len(prompts))]
-            for thread in threads:
-                thread.start()
-            for thread in threads:
-                thread.join()
+            batched = generate_together(parallel, prompts, GREEDY)
         for prompt, want, fast, together in zip(prompts, expected, drafted, batched, strict=True):
             assert len(want) == 150
             assert_same_up_to_a_tie(plain, prompt, want, fast.tokens)

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import json
 import subprocess
-import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 from realmodel import GEMMA_FLORES_PPL
-from ties import assert_same_up_to_a_tie
+from ties import assert_same_up_to_a_tie, generate_together
 
 from llmcli.engine import EngineOptions, LocalEngine, ParallelEngine
 from llmcli.sampling import SamplingConfig
@@ -118,17 +117,8 @@ def test_speculation_and_parallel_keep_greedy_output(gemma: Path, engine: LocalE
     expected = [engine.generate(p, GREEDY).run().tokens for p in prompts]
     drafted = [engine.generate(p, GREEDY, lookup=8).run() for p in prompts]
     assert sum(d.stats.accepted_tokens for d in drafted) > 20  # grounded text: drafts pay
-    batched: list[list[int]] = [[] for _ in prompts]
     with ParallelEngine(LocalEngine(gemma, EngineOptions(n_ctx=4096, n_seq_max=3))) as parallel:
-
-        def work(i: int) -> None:
-            batched[i] = parallel.generate(prompts[i], GREEDY).run().tokens
-
-        threads = [threading.Thread(target=work, args=(i,)) for i in range(len(prompts))]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        batched = generate_together(parallel, prompts, GREEDY)
     for prompt, want, fast, together in zip(prompts, expected, drafted, batched, strict=True):
         assert_same_up_to_a_tie(engine, prompt, want, fast.tokens, GEMMA_TIE)
         assert_same_up_to_a_tie(engine, prompt, want, together, GEMMA_TIE)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 
-from llmcli.engine import LocalEngine
+from llmcli.engine import LocalEngine, ParallelEngine
+from llmcli.sampling import SamplingConfig
 
 # llama.cpp computes a batch of several rows with other CPU kernels than one row; logits of the
 # stories model move by up to 0.035 between them (measured), so a closer top two can swap.
@@ -23,3 +25,20 @@ def assert_same_up_to_a_tie(
     row = plain.next_logits([*prompt, *expected[:first]])
     best, second = sorted(row)[-2:][::-1]
     assert best - second < tie and got[first] in row.argsort()[-2:], f"differs at {first}, not at a tie"
+
+
+def generate_together(
+    parallel: ParallelEngine, prompts: list[list[int]], sampling: SamplingConfig
+) -> list[list[int]]:
+    """Every prompt's generated tokens, all generating at once (one thread each) in one context."""
+    batched: list[list[int]] = [[] for _ in prompts]
+
+    def work(i: int) -> None:
+        batched[i] = parallel.generate(prompts[i], sampling).run().tokens
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(prompts))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return batched

@@ -20,10 +20,10 @@ def build_prompt(stdin_text: str | None, prompt: str | None, files: Sequence[Fil
     """
     if stdin_text and stdin_text.endswith("\n"):
         stdin_text = stdin_text[:-2] if stdin_text.endswith("\r\n") else stdin_text[:-1]
-    parts = [p for p in (stdin_text, *(f.block for f in files), prompt) if p]
-    if not parts or not "".join(parts).strip():
+    text = "\n\n".join(p for p in (stdin_text, with_files(files, prompt or "")) if p)
+    if not text.strip():
         raise UsageError("the prompt is empty", hint="pass PROMPT or pipe text into stdin")
-    return "\n\n".join(parts)
+    return text
 
 
 def complete(
