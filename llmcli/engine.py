@@ -598,7 +598,7 @@ class LocalEngine:
         raise UsageError(
             f"--ctx {n_ctx:,} needs {need / 2**30:,.1f} GiB for its KV cache, "
             f"but {free / 2**30:,.1f} GiB of memory is available",
-            hint=f"try --ctx {fits:,} or less (the model was trained on {self.n_ctx_train:,})",
+            hint=f"try --ctx {fits:,} or less; the model was trained on {self.n_ctx_train:,}",
         )
 
     def reset(self) -> None:
