@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, cast
 from llmcli.engine import Completion, Engine, Generation
 from llmcli.errors import ContextOverflowError, UsageError
 from llmcli.fsutil import atomic_write_text
+from llmcli.reasoning import THINK, ThinkMode, ThinkPlan, plan_for
 from llmcli.sampling import SamplingConfig
 from llmcli.templates import ChatTemplate
 
@@ -60,6 +61,8 @@ class Chat:
         self.last: Completion | None = None
         self.turn: Turn | None = None
         self.lookup = 0  # prompt-lookup draft tokens per step (0: plain decoding)
+        self.think: ThinkMode = "auto"  # a thinking model's switch: on, off, or the template's default
+        self.reasoning_budget: int | None = None  # thinking tokens per answer (None: no limit)
         self._ledger: list[tuple[str, list[int]]] = []
 
     # --- the conversation
@@ -151,14 +154,15 @@ class Chat:
         """Room kept free for the answer."""
         return min(self.sampling.max_tokens or DEFAULT_ANSWER_RESERVE, self.engine.n_ctx // 4)
 
-    def _fit(self) -> tuple[str, list[int], int]:
+    def _fit(self) -> tuple[str, list[int], int, ThinkPlan | None]:
         """Render the prompt, dropping the oldest exchanges until it fits with room to answer."""
         dropped = 0
         while True:
-            text = self.template.render(self.visible(), add_generation_prompt=True)
+            text = self.template.render(self.visible(), add_generation_prompt=True, think=self.think)
+            text, plan = plan_for(text, self.template.think_format, self.think, self.reasoning_budget)
             tokens = self.encode(text)
             if len(tokens) + self.reserve() <= self.engine.n_ctx:
-                return text, tokens, dropped
+                return text, tokens, dropped, plan
             if len(self.messages) - self.first_kept <= 1:
                 raise ContextOverflowError(
                     f"this message needs {len(tokens):,} tokens (plus {self.reserve():,} for the answer) but "
@@ -190,25 +194,38 @@ class Chat:
 
     def _answer(self) -> Iterator[str]:
         try:
-            text, tokens, dropped = self._fit()
+            text, tokens, dropped, plan = self._fit()
         except ContextOverflowError:
             self.messages.pop()
             raise
         generation: Generation
         if self.engine.takes_messages:
-            generation = cast("RemoteEngine", self.engine).chat(self.visible(), self.sampling)
+            # The server renders the conversation: it gets the switch, and splits the thinking off itself.
+            plan = ThinkPlan(THINK, budget=self.reasoning_budget, mode=self.think)
+            sampling = replace(self.sampling, think=plan)
+            generation = cast("RemoteEngine", self.engine).chat(self.visible(), sampling)
         else:
             self._remember(text, tokens)
-            generation = self.engine.generate(tokens, self._sampling(), lookup=self.lookup)
+            generation = self.engine.generate(
+                tokens, replace(self._sampling(), think=plan), lookup=self.lookup
+            )
         try:
             yield from generation
         finally:
             generation.close()
             completion = generation.completion()
-            self.messages.append({"role": "assistant", "content": completion.text})
-            if completion.tokens and self.engine.detokenize(completion.tokens) == completion.text:
-                # The answer's exact tokens now sit in the cache after the prompt.
-                self._remember(text + completion.text, tokens + completion.tokens)
+            answer = {"role": "assistant", "content": completion.text}
+            if completion.reasoning:
+                # Under the name templates read it by: each decides whether earlier thinking goes back in.
+                answer["reasoning_content"] = completion.reasoning
+            self.messages.append(answer)
+            if completion.tokens:
+                # The answer's exact tokens now sit in the cache after the prompt (thinking and all, spelled
+                # with its markers); unless a stop string cut the text short of them.
+                spelled = b"".join(self.engine.token_bytes(t, special=True) for t in completion.tokens)
+                said = spelled.decode("utf-8", errors="replace")
+                if said == completion.text or (plan is not None and said.endswith(completion.text)):
+                    self._remember(text + said, tokens + completion.tokens)
             self.last = completion
             self.turn = Turn(completion, dropped)
 
@@ -300,7 +317,11 @@ def to_markdown(record: SessionRecord) -> str:
     if record.system:
         lines += ["**System:**", "", record.system, ""]
     for message in record.messages:
-        lines += [f"**{message['role'].capitalize()}:**", "", message["content"], ""]
+        lines += [f"**{message['role'].capitalize()}:**", ""]
+        if thinking := message.get("reasoning_content"):
+            quoted = "\n".join(f"> {line}".rstrip() for line in thinking.splitlines())
+            lines += ["<details><summary>Thinking</summary>", "", quoted, "", "</details>", ""]
+        lines += [message["content"], ""]
     return "\n".join(lines)
 
 

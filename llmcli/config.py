@@ -57,6 +57,8 @@ class Settings:
     api_key: str | None = field(default=None, repr=False)  # sent to the backend as a bearer token
     prompt_cache_mb: int = 4096  # --prompt-cache keeps at most this much on disk
     timeout: int = 600  # seconds to wait on the backend for a response to start or a piece to arrive
+    think: str | None = None  # on | off | auto for thinking models (None: each command's default)
+    reasoning_budget: int | None = None  # thinking tokens per answer (None: no limit)
 
     def merged(self, **flags: Any) -> Settings:
         """These settings overridden by the flags that were given (None means not given)."""

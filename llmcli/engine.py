@@ -30,6 +30,7 @@ from llmcli.ggufinfo import GGUFInfo, read_gguf
 from llmcli.lookup import DraftBudget, NgramIndex
 from llmcli.promptcache import MIN_TOKENS as PROMPT_CACHE_MIN_TOKENS
 from llmcli.promptcache import PromptCache, model_key
+from llmcli.reasoning import Thought, ThoughtSplitter
 from llmcli.sampling import SamplingConfig, Step
 from llmcli.streaming import TextAssembler
 from llmcli.threads import ThreadTuner
@@ -54,6 +55,7 @@ class Stats:
     total_ms: float = 0.0
     drafted_tokens: int = 0  # prompt-lookup drafts verified, and those the model agreed with
     accepted_tokens: int = 0
+    reasoning_tokens: int = 0  # of generated_tokens, those that were thinking (markers excluded)
 
     @property
     def prompt_tps(self) -> float:
@@ -84,11 +86,15 @@ class Completion:
     stats: Stats
     seed: int | None = None
     tokens: list[int] = field(default_factory=list)  # generated tokens, end-of-generation excluded
+    reasoning: str = ""  # the model's thinking, apart from the answer in text
 
 
 @dataclass
 class Generation:
-    """A running generation: iterate for text pieces, then read `completion()`."""
+    """A running generation: iterate for text pieces, then read `completion()`.
+
+    With a thinking plan (`sampling.think`) the pieces of thinking are `Thought`s; the others are the answer.
+    """
 
     _pieces: Iterator[str]
     sampling: SamplingConfig
@@ -112,11 +118,12 @@ class Generation:
     def completion(self) -> Completion:
         """What was generated so far; an unfinished generation counts as interrupted."""
         return Completion(
-            "".join(self._parts),
+            "".join(p for p in self._parts if not isinstance(p, Thought)),
             self.finish_reason or "interrupted",
             self.stats,
             self.sampling.seed,
             list(self.tokens),
+            "".join(p for p in self._parts if isinstance(p, Thought)).strip(),
         )
 
     def run(self) -> Completion:
@@ -336,29 +343,77 @@ def _nll(logits: Any, targets: Sequence[int]) -> Any:
 
 
 class _Output:
-    """One generation's sampled tokens turned into text: counts, end-of-generation and stop strings.
+    """One generation's sampled tokens turned into text: counts, end-of-generation and stop strings,
+    and with a thinking plan, the thinking split off and its budget kept.
 
-    take(token) returns the text the token completes and sets gen.finish_reason at EOG or a stop.
+    take(token) returns the pieces the token completes and sets gen.finish_reason at EOG or a stop.
+    steer(choose) wraps a sampling function so that the tokens a budget forces come first.
     """
 
     def __init__(self, engine: LocalEngine, gen: Generation, start: float) -> None:
         self.engine, self.gen, self.start = engine, gen, start
         self.text = TextAssembler(gen.sampling.stop)
         self.eog_ends = not gen.sampling.ignore_eos
+        self.plan = plan = gen.sampling.think
+        self.split = ThoughtSplitter(plan.format, thinking=plan.open) if plan else None
+        self.forced: deque[int] = deque()
+        self._budget_spent = False
+        self._check_budget()
 
-    def take(self, token: int) -> str:
+    def take(self, token: int) -> list[str]:
         gen, stats = self.gen, self.gen.stats
         stats.generated_tokens += 1
         if stats.generated_tokens == 1:
             stats.ttft_ms = (time.perf_counter() - self.start) * 1000
         if self.eog_ends and self.engine.is_eog(token):
             gen.finish_reason = "stop"
-            return ""
+            return []
         gen.tokens.append(token)
-        piece, stopped = self.text.feed(self.engine.token_bytes(token))
+        split = self.split
+        # Thinking markers may be special tokens, which plain rendering leaves out.
+        piece, stopped = self.text.feed(self.engine.token_bytes(token, special=split is not None))
         if stopped:
             gen.finish_reason = "stop"
-        return piece
+        if split is None:
+            return [piece] if piece else []
+        was_thinking = split.thinking
+        pieces = split.feed(piece)
+        if was_thinking and split.thinking:
+            stats.reasoning_tokens += 1
+        self._check_budget()
+        return pieces
+
+    def finish(self) -> list[str]:
+        """The pieces still held when the generation ends."""
+        tail = self.text.finish()
+        if self.split is None:
+            return [tail] if tail else []
+        return self.split.feed(tail) + self.split.finish()
+
+    def _check_budget(self) -> None:
+        plan, split = self.plan, self.split
+        if plan is None or split is None or plan.budget is None or self._budget_spent or not split.thinking:
+            return
+        if self.gen.stats.reasoning_tokens >= plan.budget:
+            self._budget_spent = True
+            end = self.engine.tokenize(plan.format.forced_end, add_special=False, parse_special=True)
+            self.forced.extend(end)
+
+    def steer(self, choose: Callable[[int], int], sampler: Any) -> Callable[[int], int]:
+        """choose, except that forced tokens (a spent thinking budget's end marker) come first."""
+        if self.plan is None or self.plan.budget is None:
+            return choose
+        forced, lib = self.forced, self.engine._lib
+
+        def steered(row: int) -> int:
+            if not forced:
+                return choose(row)
+            token = forced.popleft()
+            if sampler is not None:
+                lib.llama_sampler_accept(sampler, token)  # penalties see it as if it were sampled
+            return token
+
+        return steered
 
     def finished(self, n_past: int, n_ctx: int) -> bool:
         """Whether the generation ends here: EOG or a stop string, -n reached, or the cache full
@@ -716,6 +771,7 @@ class LocalEngine:
 
             choose, sampler = self._chooser(sampling, tokens)
             out = _Output(self, gen, start)
+            choose = out.steer(choose, sampler)
             limit = sampling.max_tokens
             index: NgramIndex | ModelDrafter | None = None
             if lookup > 0:
@@ -727,8 +783,7 @@ class LocalEngine:
 
             while True:
                 # `token` was sampled from the logits after n_past tokens and is not in the cache yet.
-                if piece := take(token):
-                    yield piece
+                yield from take(token)
                 if out.finished(n_past, self.n_ctx):
                     break
                 drafts: list[int] = []
@@ -750,8 +805,7 @@ class LocalEngine:
                 while accepted < len(drafts) and token == drafts[accepted]:
                     # The model agrees with the draft here; emit it like any sampled token.
                     accepted += 1
-                    if piece := take(token):
-                        yield piece
+                    yield from take(token)
                     if gen.finish_reason is not None:
                         break
                     index.append(token)  # type: ignore[union-attr]
@@ -763,8 +817,7 @@ class LocalEngine:
                 self._drop_after(n_past)
                 if gen.finish_reason is not None:
                     break
-            if tail := out.text.finish():
-                yield tail
+            yield from out.finish()
         finally:
             if gen.finish_reason is None:
                 # Interrupted: drop anything a decode may have added that we did not record.
@@ -1163,6 +1216,7 @@ class ParallelEngine:
                     seq, reused = self._place(request.tokens, free, live)
                     choose, sampler = engine._chooser(request.gen.sampling, request.tokens)
                     out = _Output(engine, request.gen, time.perf_counter())
+                    choose = out.steer(choose, sampler)
                     request.gen.stats.prompt_tokens = len(request.tokens)
                     request.gen.stats.cached_tokens = reused
                     live[seq] = _Live(request, seq, choose, sampler, out, fed=reused)
@@ -1253,14 +1307,13 @@ class ParallelEngine:
             if one.token is not None:
                 one.fed += 1  # the token decoded this step is in the cache now
             token = one.choose(row)
-            piece = one.out.take(token)
-            if piece:
+            for piece in one.out.take(token):
                 one.request.pieces.put(piece)
             if not one.out.finished(one.fed, self.n_ctx):
                 one.token = token
                 continue
-            if tail := one.out.text.finish():
-                one.request.pieces.put(tail)
+            for piece in one.out.finish():
+                one.request.pieces.put(piece)
             del live[one.seq]
             self._release(one, free, None)
 

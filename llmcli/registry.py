@@ -46,6 +46,7 @@ class RegistryEntry:
     default: bool = False
     tiny: bool = False
     gated: bool = False
+    reasoning: bool = False  # a thinking model: writes <think>...</think> before its answer
     chat_template: str | None = None
     stop: tuple[str, ...] = ()
     source: Path | None = None
@@ -180,6 +181,7 @@ _FIELDS: dict[str, type | tuple[type, ...]] = {
     "default": bool,
     "tiny": bool,
     "gated": bool,
+    "reasoning": bool,
     "chat_template": str,
     "stop": list,
     "files": dict,
@@ -238,6 +240,7 @@ def _entry(alias: str, table: Any, source: Path) -> RegistryEntry:
         default=table.get("default", False),
         tiny=table.get("tiny", False),
         gated=table.get("gated", False),
+        reasoning=table.get("reasoning", False),
         chat_template=table.get("chat_template"),
         stop=tuple(table.get("stop", ())),
         source=source,

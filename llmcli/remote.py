@@ -7,6 +7,11 @@ that is how `--parallel N` keeps N requests in flight. A refused connection, 429
 retried with exponential backoff (honouring Retry-After) until the first byte of an answer; an
 answer the server breaks off midway is an error, never silently retried, since text was already
 shown. Token counts come from the server's tokenizer endpoint, else from a local copy of the model.
+
+Thinking models: a conversation carries the server's thinking switch (`chat_template_kwargs`, read
+by llama-server and vLLM; `reasoning_effort` for gpt-oss) and, with --reasoning-budget, its budget
+fields. Thinking the server splits off (`reasoning_content`, vLLM's newer `reasoning`) becomes
+`Thought` pieces; thinking left in the text is split off here, so it never lands in the answer.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from urllib.parse import urlsplit
 
 from llmcli.engine import Generation, Vocabulary
 from llmcli.errors import BackendError, ContextOverflowError, GenerationError, UsageError
+from llmcli.reasoning import ThinkPlan, Thought, ThoughtSplitter
 from llmcli.sampling import SamplingConfig
 
 DEFAULT_REMOTE_CTX = 4096  # when the server does not say and --ctx is not given
@@ -32,8 +38,24 @@ RETRIES = 5
 BACKOFF = 0.5  # seconds before the first retry, doubling
 MAX_WAIT = 30.0
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
-# Sampling fields outside OpenAI's API; llama-server, vLLM and llama_cpp.server take them.
-EXTENSIONS = ("top_k", "min_p", "repeat_penalty", "repetition_penalty", "ignore_eos")
+# Fields outside OpenAI's API (or, for reasoning_effort, refused for models that do not reason). A server
+# that refuses one by name gets the request again without it, and never again.
+EXTENSIONS = (
+    # sampling: llama-server, vLLM and llama_cpp.server take them
+    "top_k",
+    "min_p",
+    "repeat_penalty",
+    "repetition_penalty",
+    "ignore_eos",
+    # thinking (conversations only): the template's switch, which llama-server and vLLM pass to the chat
+    # template; gpt-oss's effort; the per-request budget of llama-server and of vLLM (which refuses it
+    # unless started with a reasoning config)
+    "chat_template_kwargs",
+    "reasoning_effort",
+    "thinking_budget_tokens",
+    "thinking_token_budget",
+)
+REFUSALS = frozenset({400, 422, 500})  # the statuses a server refuses an unknown or unusable field with
 
 
 @dataclass(frozen=True)
@@ -223,7 +245,7 @@ class RemoteEngine:
         self._tokenizer: str | None = None  # which tokenize endpoint works: probed on first use
         self._bos: list[int] | None = None
         self._lock = threading.Lock()
-        self._send_extensions = True
+        self._dropped: frozenset[str] = frozenset()  # extension fields this server refused
         self.n_parallel = options.parallel
         # Documents and their chunks all generate from their own threads: at most N on the wire.
         self._slots = threading.BoundedSemaphore(options.parallel)
@@ -375,7 +397,7 @@ class RemoteEngine:
         """Answer a conversation on the server (/v1/chat/completions, the model's own template)."""
         return self._start("/v1/chat/completions", {"messages": messages}, sampling)
 
-    def _body(self, sampling: SamplingConfig) -> dict[str, Any]:
+    def _body(self, sampling: SamplingConfig, *, chat: bool) -> dict[str, Any]:
         body: dict[str, Any] = {
             "model": self.name,
             "stream": True,
@@ -387,14 +409,15 @@ class RemoteEngine:
         }
         if sampling.stop:
             body["stop"] = list(sampling.stop)
-        if self._send_extensions:
-            # Always sent: servers' own defaults differ (llama_cpp.server: top-k 40, repeat penalty 1.1).
-            body.update(top_k=sampling.top_k, min_p=sampling.min_p, repeat_penalty=sampling.repeat_penalty)
-            if sampling.repeat_penalty != 1.0:
-                body["repetition_penalty"] = sampling.repeat_penalty  # vLLM's name
-            if sampling.ignore_eos:
-                body["ignore_eos"] = True
-        return body
+        # Always sent: servers' own defaults differ (llama_cpp.server: top-k 40, repeat penalty 1.1).
+        body.update(top_k=sampling.top_k, min_p=sampling.min_p, repeat_penalty=sampling.repeat_penalty)
+        if sampling.repeat_penalty != 1.0:
+            body["repetition_penalty"] = sampling.repeat_penalty  # vLLM's name
+        if sampling.ignore_eos:
+            body["ignore_eos"] = True
+        if chat and sampling.think is not None:
+            body.update(_think_fields(sampling.think))
+        return {k: v for k, v in body.items() if k not in self._dropped}
 
     def _start(self, path: str, payload: dict[str, Any], sampling: SamplingConfig) -> Generation:
         sampling = sampling.resolved()
@@ -402,58 +425,100 @@ class RemoteEngine:
         gen._pieces = self._stream(path, payload, gen)
         return gen
 
+    def _events(
+        self, path: str, sampling: SamplingConfig, payload: dict[str, Any]
+    ) -> tuple[Iterator[dict[str, Any]], dict[str, Any] | None]:
+        """The event stream of a request and its first event; a strict server that refuses extension
+        fields by name gets the request again without them."""
+        while True:
+            sent = {**self._body(sampling, chat=path.endswith("/chat/completions")), **payload}
+            events = self.http.events(path, sent)
+            try:
+                return events, next(events, None)
+            except _Refused as refused:
+                named = {name for name in EXTENSIONS if name in sent and name in refused.reason}
+                if refused.status not in REFUSALS or not named:
+                    raise self._error(refused, path) from None
+                self._dropped |= named
+
     def _stream(self, path: str, payload: dict[str, Any], gen: Generation) -> Iterator[str]:
         stats, sampling = gen.stats, gen.sampling
+        chat = path.endswith("/chat/completions")
+        plan = sampling.think
+        # A completion under `auto` may come from a model that does not think: its text stays exact.
+        thinking = _Thinking(plan, exact=not chat and plan.mode == "auto") if plan is not None else None
         first = last = 0.0
-        pieces = 0
+        pieces = 0  # text pieces received, over all requests: a server streams about one per token
+        generated = used = 0  # tokens generated by the requests before this one, and by this one
+        reasoning: int | None = None  # thinking tokens, where the server's usage counts them
+        prompt_tokens = 0
         events: Iterator[dict[str, Any]] = iter(())
+        overrides: dict[str, Any] | None = {}
         self._slots.acquire()
         start = time.perf_counter()
         try:
-            try:
-                events = self.http.events(path, {**self._body(sampling), **payload})
-                event = next(events, None)
-            except _Refused as refused:
-                if not (
-                    self._send_extensions
-                    and refused.status in (400, 422)
-                    and any(name in refused.reason for name in EXTENSIONS)
-                ):
-                    raise self._error(refused, path) from None
-                self._send_extensions = False  # a strict OpenAI-style server: plain sampling fields only
-                events = self.http.events(path, {**self._body(sampling), **payload})
-                event = next(events, None)
-            while event is not None:
-                if "error" in event:
-                    error = event["error"]
-                    message = error.get("message", str(error)) if isinstance(error, dict) else str(error)
-                    status = error.get("code", 500) if isinstance(error, dict) else 500
-                    raise self._error(_Refused(status if isinstance(status, int) else 500, message), path)
-                if usage := event.get("usage"):
-                    stats.prompt_tokens = int(usage.get("prompt_tokens") or stats.prompt_tokens)
-                    stats.generated_tokens = int(usage.get("completion_tokens") or 0)
-                for choice in event.get("choices") or []:
-                    piece = choice.get("text")
-                    if piece is None:
-                        piece = (choice.get("delta") or choice.get("message") or {}).get("content")
-                    if piece:
-                        last = time.perf_counter()
-                        if not pieces:
-                            first = last
-                            stats.ttft_ms = (first - start) * 1000
-                        pieces += 1
-                        yield piece
-                    if reason := choice.get("finish_reason"):
-                        gen.finish_reason = "stop" if reason == "stop" else "length"
-                event = next(events, None)
+            while overrides is not None:
+                extra, overrides = overrides, None
+                events, event = self._events(path, sampling, {**payload, **extra})
+                while event is not None:
+                    if "error" in event:
+                        error = event["error"]
+                        message = error.get("message", str(error)) if isinstance(error, dict) else str(error)
+                        status = error.get("code", 500) if isinstance(error, dict) else 500
+                        raise self._error(_Refused(status if isinstance(status, int) else 500, message), path)
+                    if usage := event.get("usage"):
+                        prompt_tokens = prompt_tokens or int(usage.get("prompt_tokens") or 0)
+                        used = int(usage.get("completion_tokens") or used)
+                        details = usage.get("completion_tokens_details")
+                        if isinstance(details, dict) and isinstance(details.get("reasoning_tokens"), int):
+                            reasoning = (reasoning or 0) + details["reasoning_tokens"]
+                    for choice in event.get("choices") or []:
+                        delta = choice.get("delta") or choice.get("message") or {}
+                        text = choice.get("text")
+                        if text is None:
+                            text = delta.get("content")
+                        thought = delta.get("reasoning_content") or delta.get("reasoning")
+                        if text or thought:
+                            last = time.perf_counter()
+                            if not pieces:
+                                first = last
+                                stats.ttft_ms = (first - start) * 1000
+                            pieces += 1
+                            if not usage:
+                                used += 1
+                        if thought:
+                            yield from thinking.reasoning(thought) if thinking else [Thought(thought)]
+                        if text:
+                            yield from thinking.content(text) if thinking else [text]
+                        if reason := choice.get("finish_reason"):
+                            gen.finish_reason = "stop" if reason == "stop" else "length"
+                    if not chat and thinking is not None and gen.finish_reason is None and thinking.spent():
+                        # The budget ran out mid-thought: end the request, and continue the prompt with
+                        # the thinking so far closed (a raw prompt is the client's to extend).
+                        left = None if sampling.max_tokens is None else sampling.max_tokens - generated - used
+                        if left is None or left > 0:
+                            said, held = thinking.close()
+                            yield from held
+                            overrides = {"prompt": payload["prompt"] + said, "max_tokens": left}
+                            break
+                    event = next(events, None)
+                events.close()  # type: ignore[attr-defined]  # hangs up, so the server stops generating
+                generated, used = generated + used, 0
+            if thinking is not None:
+                yield from thinking.finish()
             if gen.finish_reason is None:
                 raise self._cut_short()
         except _Refused as refused:
             raise self._error(refused, path) from None
         finally:
-            events.close()  # type: ignore[attr-defined]  # hangs up, so the server stops generating
+            events.close()  # type: ignore[attr-defined]
             self._slots.release()
-            stats.generated_tokens = stats.generated_tokens or pieces
+            stats.prompt_tokens = prompt_tokens or stats.prompt_tokens
+            stats.generated_tokens = generated + used or pieces
+            if thinking is not None:
+                stats.reasoning_tokens = thinking.tokens if reasoning is None else reasoning
+            elif reasoning is not None:
+                stats.reasoning_tokens = reasoning
             if gen.finish_reason == "length" and (
                 sampling.max_tokens is None or stats.generated_tokens < sampling.max_tokens
             ):
@@ -487,3 +552,75 @@ class RemoteEngine:
         """Free the local tokenizer, if any (connections close after each request)."""
         if self._vocabulary is not None:
             self._vocabulary.close()
+
+
+def _think_fields(plan: ThinkPlan) -> dict[str, Any]:
+    """What a conversation's request carries for a thinking plan: the template's switch (llama-server and
+    vLLM hand chat_template_kwargs to the chat template; gpt-oss's has no "off", so the least effort) and
+    the budget under llama-server's and vLLM's names. `auto` sends nothing: the server's default."""
+    fields: dict[str, Any] = {}
+    if plan.mode == "off":
+        fields["chat_template_kwargs"] = {"enable_thinking": False, "reasoning_effort": "low"}
+        fields["reasoning_effort"] = "low"
+    elif plan.mode == "on":
+        fields["chat_template_kwargs"] = {"enable_thinking": True}
+    if plan.budget is not None and plan.mode != "off":
+        fields["thinking_budget_tokens"] = fields["thinking_token_budget"] = plan.budget
+    return fields
+
+
+class _Thinking:
+    """A thinking plan applied to what a server sends: the thinking apart from the answer, within the budget.
+
+    The server's own split (reasoning deltas) is taken as it is; text is split here, so a server that
+    leaves the markers in never puts thinking in the answer. The budget counts thinking pieces (servers
+    stream about one per token); thinking past it is dropped, where the request could not be ended
+    in time (see RemoteEngine._stream). `off` budgets none, for a server that thinks anyway.
+
+    exact: a text that does not start with thinking comes out exactly as sent (the splitter drops the
+    blank before an answer), for a completion whose model may not think at all.
+    """
+
+    def __init__(self, plan: ThinkPlan, *, exact: bool = False) -> None:
+        self.format = plan.format
+        self.split = ThoughtSplitter(plan.format, thinking=plan.open)
+        self.budget = 0 if plan.mode == "off" else plan.budget
+        self.exact = exact
+        self.tokens = 0  # thinking pieces received
+        self.raw = ""  # the text of the current request as sent, markers and all
+        self._started = False  # whether any piece came out
+
+    def reasoning(self, text: str) -> list[str]:
+        """A piece of thinking the server split off."""
+        self.tokens += 1
+        return self._within([Thought(text)])
+
+    def content(self, text: str) -> list[str]:
+        """A piece of text, which may hold thinking and its markers."""
+        self.raw += text
+        pieces = self.split.feed(text)
+        if any(isinstance(p, Thought) for p in pieces):
+            self.tokens += 1
+        elif self.exact and pieces and not self._started:
+            pieces[0] = self.raw[: len(self.raw) - len(self.raw.lstrip())] + pieces[0]
+        self._started = self._started or bool(pieces)
+        return self._within(pieces)
+
+    def spent(self) -> bool:
+        """Whether the text is inside a thinking block that has had its budget."""
+        return self.budget is not None and self.split.thinking and self.tokens >= self.budget
+
+    def close(self) -> tuple[str, list[str]]:
+        """End the thinking now: the text to continue the prompt with, and the pieces that were held."""
+        said, self.raw = self.raw + self.format.forced_end, ""
+        return said, self._within(self.split.feed(self.format.forced_end))
+
+    def finish(self) -> list[str]:
+        if self.exact and not self._started and self.split.state == "before":
+            return [self.raw] if self.raw else []  # blank text, all of it held
+        return self._within(self.split.finish())
+
+    def _within(self, pieces: list[str]) -> list[str]:
+        if self.budget is None or self.tokens <= self.budget:
+            return pieces
+        return [p for p in pieces if not isinstance(p, Thought)]

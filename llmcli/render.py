@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import unicodedata
+from collections.abc import Iterator
 from typing import Any
 
 from llmcli.engine import Completion, Stats
 from llmcli.environment import Environment
 from llmcli.errors import LlmcliError
 from llmcli.hardware import CpuReport
+from llmcli.reasoning import Thought
 
 DIM, RED, RESET = "\x1b[2m", "\x1b[31m", "\x1b[0m"
 
@@ -27,6 +29,9 @@ def stats_line(stats: Stats) -> str:
     if evaluated and stats.prompt_ms:
         prompt += f", {stats.prompt_tps:.1f} t/s"
     generated = f"generated {stats.generated_tokens} tokens, {stats.decode_tps:.1f} t/s"
+    if stats.reasoning_tokens:
+        answer = stats.generated_tokens - stats.reasoning_tokens
+        generated += f" ({stats.reasoning_tokens} thinking, {answer} answer)"
     first = f"first token {stats.ttft_ms:.0f} ms"
     # A server that reports no usage leaves the prompt uncounted: better unsaid than "0 tokens".
     return " · ".join([prompt, generated, first] if stats.prompt_tokens else [generated, first])
@@ -38,6 +43,31 @@ def note(env: Environment, text: str, *, error: bool = False) -> None:
         text = f"{RED if error else DIM}{text}{RESET}"
     env.stderr.write(text + "\n")
     env.stderr.flush()
+
+
+class ThoughtPrinter:
+    """A thinking model's thinking on stderr, dimmed, while it streams: only on a terminal, unless hidden.
+
+    Call it with each thought; `end()` closes the block with a blank line before the answer.
+    """
+
+    def __init__(self, env: Environment, *, hide: bool = False) -> None:
+        self.env = env
+        self.shown = not hide and env.stderr_isatty
+        self._open = False
+
+    def __call__(self, text: str) -> None:
+        if not self.shown or not text:
+            return
+        self._open = True
+        self.env.stderr.write(f"{DIM}{text}{RESET}" if self.env.color else text)
+        self.env.stderr.flush()
+
+    def end(self) -> None:
+        if self._open:
+            self._open = False
+            self.env.stderr.write("\n\n")
+            self.env.stderr.flush()
 
 
 _AMX_VERDICTS = {
@@ -123,19 +153,30 @@ class DownloadBar:
 class PlainScreen:
     """The chat screen for pipes, NO_COLOR and --plain: answers as raw text on stdout, notes on stderr."""
 
-    def __init__(self, env: Environment) -> None:
+    def __init__(self, env: Environment, *, hide_thinking: bool = False) -> None:
         self.env = env
+        self.thoughts = ThoughtPrinter(env, hide=hide_thinking)
 
     def answer(self, pieces: Any) -> str:
+        """Stream an answer to stdout (a thinking model's thinking dimmed on stderr); return its text."""
         parts = []
         try:
-            for piece in pieces:
+            for piece in self._answer_only(pieces):
                 parts.append(piece)
                 self.env.write(piece)
         finally:
             if parts and not parts[-1].endswith("\n"):
                 self.env.write("\n")
         return "".join(parts)
+
+    def _answer_only(self, pieces: Any) -> Iterator[str]:
+        """The answer's pieces; the thinking's go to the thought printer on the way."""
+        for piece in pieces:
+            if isinstance(piece, Thought):
+                self.thoughts(piece)
+            else:
+                self.thoughts.end()
+                yield piece
 
     def info(self, text: str) -> None:
         self.env.stderr.write(text + "\n")
@@ -151,8 +192,8 @@ class PlainScreen:
 class RichScreen(PlainScreen):
     """The chat screen on a terminal: answers rendered as Markdown while they stream."""
 
-    def __init__(self, env: Environment) -> None:
-        super().__init__(env)
+    def __init__(self, env: Environment, *, hide_thinking: bool = False) -> None:
+        super().__init__(env, hide_thinking=hide_thinking)
         from rich.console import Console
 
         self.console = Console(highlight=False)
@@ -161,15 +202,15 @@ class RichScreen(PlainScreen):
         from llmcli.mdstream import MarkdownStream
 
         with MarkdownStream(self.console) as stream:
-            for piece in pieces:
+            for piece in self._answer_only(pieces):
                 stream.feed(piece)
         return stream.close()
 
 
-def chat_screen(env: Environment, plain: bool) -> PlainScreen:
+def chat_screen(env: Environment, plain: bool, *, hide_thinking: bool = False) -> PlainScreen:
     """Rich Markdown on a color terminal, raw text otherwise."""
     rich_ok = env.stdout_isatty and not plain and not env.environ.get("NO_COLOR")
-    return RichScreen(env) if rich_ok else PlainScreen(env)
+    return (RichScreen if rich_ok else PlainScreen)(env, hide_thinking=hide_thinking)
 
 
 class BatchProgress:

@@ -14,6 +14,7 @@ from llmcli.chat import Chat, SessionRecord, SessionStore, to_markdown, with_sam
 from llmcli.engine import LocalEngine
 from llmcli.errors import ContextOverflowError, LlmcliError, UsageError
 from llmcli.fsutil import atomic_write_text
+from llmcli.reasoning import Thinking
 from llmcli.render import stats_line
 from llmcli.tasks.complete import FileText, count_tokens, files_overflow, read_files, read_note, with_files
 from llmcli.templates import ChatTemplate
@@ -48,7 +49,13 @@ COMMANDS = [
     SlashCommand(
         "/set",
         "/set NAME VALUE | /set greedy",
-        "change sampling: temperature, top-k, top-p, min-p, max-tokens, seed, repeat-penalty",
+        "change sampling: temperature, top-k, top-p, min-p, max-tokens, seed, repeat-penalty, "
+        "reasoning-budget (none: no limit)",
+    ),
+    SlashCommand(
+        "/think",
+        "/think on|off|auto",
+        "a thinking model thinks first, answers at once, or follows its template",
     ),
     SlashCommand("/show", "/show", "model, sampling and context use"),
     SlashCommand("/undo", "/undo", "drop the last exchange"),
@@ -69,9 +76,10 @@ ModelLoader = Callable[[str], tuple[Any, ChatTemplate, str]]  # ref -> (engine, 
 
 @contextmanager
 def _typeahead(source: Any) -> Iterator[None]:
-    """While an answer streams: typed keys are not echoed into it, and go to the next prompts as type-ahead.
+    """Between prompts: typed keys are not echoed into an answer, and go to the next prompts as type-ahead.
 
-    Only when `source` (the prompt's input) is a terminal; otherwise nothing changes.
+    Only when `source` (the prompt's input) is a terminal; otherwise nothing changes. The prompts
+    themselves run in prompt_toolkit's raw mode, which restores this one after each.
     """
     try:
         import termios
@@ -176,7 +184,16 @@ class Repl:
         return text.strip()
 
     def run(self) -> None:
-        """The loop. Ctrl-C at the prompt clears the line; Ctrl-D leaves."""
+        """The loop. Ctrl-C at the prompt clears the line; Ctrl-D leaves.
+
+        Between prompts (an answer streaming, a command running, the session being saved) the terminal
+        stays quiet, so keys typed then are neither echoed nor changed (Enter kept as Enter) and reach
+        the next prompt as typed: restoring it after each answer would leave a gap where they are.
+        """
+        with _typeahead(self._session.app.input):
+            self._loop()
+
+    def _loop(self) -> None:
         while True:
             try:
                 text = self._read()
@@ -197,8 +214,7 @@ class Repl:
 
     def _stream(self, pieces: Any) -> None:
         try:
-            with _typeahead(self._session.app.input):
-                self.screen.answer(pieces)
+            self.screen.answer(pieces)
         except KeyboardInterrupt:
             self.screen.dim("(stopped)")
         finally:
@@ -213,7 +229,8 @@ class Repl:
             )
         if self.show_stats:
             stats = turn.completion.stats
-            self.screen.dim(f"{stats.generated_tokens} tokens · {stats.decode_tps:.1f} t/s")
+            thinking = f" ({stats.reasoning_tokens} thinking)" if stats.reasoning_tokens else ""
+            self.screen.dim(f"{stats.generated_tokens} tokens{thinking} · {stats.decode_tps:.1f} t/s")
         self.save()
 
     def save(self) -> None:
@@ -255,10 +272,28 @@ class Repl:
         self.screen.dim("system prompt set" if arg else "system prompt cleared")
         self.save()
 
+    def _cmd_think(self, arg: str) -> None:
+        thinking = Thinking.parse(arg, self.chat.reasoning_budget)
+        self.chat.think = thinking.mode
+        self.screen.dim(f"thinking: {self._thinking()}")
+
+    def _thinking(self) -> str:
+        if self.chat.template.think_format is None and not self.chat.engine.takes_messages:
+            return f"{self.chat.think} (this model's template shows no thinking)"
+        budget = self.chat.reasoning_budget
+        return self.chat.think + (f", at most {budget:,} tokens" if budget is not None else "")
+
     def _cmd_set(self, arg: str) -> None:
         parts = arg.split(maxsplit=1)
         if not parts:
             raise UsageError("usage: /set NAME VALUE or /set greedy")
+        if parts[0] == "reasoning-budget":
+            value = parts[1].strip() if len(parts) > 1 else ""
+            if not value.isdigit() and value != "none":
+                raise UsageError(f"reasoning-budget needs a whole number or none, got {value!r}")
+            self.chat.reasoning_budget = None if value == "none" else int(value)
+            self.screen.dim(f"thinking: {self._thinking()}")
+            return
         self.chat.sampling = with_sampling(self.chat.sampling, parts[0], parts[1] if len(parts) > 1 else "")
         self.screen.dim(f"sampling: {self.chat.sampling.describe()}")
 
@@ -266,6 +301,7 @@ class Repl:
         used, total = self.chat.used_tokens(), self.chat.engine.n_ctx
         self.screen.info(
             f"model     {self.record.model}\nsampling  {self.chat.sampling.describe()}\n"
+            f"thinking  {self._thinking()}\n"
             f"template  {self.chat.template.label}\ncontext   {used:,} / {total:,} tokens\n"
             f"session   {self.record.name}"
         )

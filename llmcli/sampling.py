@@ -11,6 +11,7 @@ import secrets
 from dataclasses import dataclass, replace
 
 from llmcli.errors import UsageError
+from llmcli.reasoning import ThinkPlan
 
 DEFAULT_TEMPERATURE = 0.8
 DEFAULT_TOP_P = 0.95
@@ -41,6 +42,7 @@ class SamplingConfig:
     max_tokens: int | None = None  # None: until end of generation or a full context
     stop: tuple[str, ...] = ()
     ignore_eos: bool = False  # keep going past end-of-generation tokens (benchmarks)
+    think: ThinkPlan | None = None  # for a thinking model: split its thinking off, within a budget
 
     @classmethod
     def from_options(

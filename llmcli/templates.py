@@ -23,6 +23,7 @@ from jinja2.parser import Parser
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 
 from llmcli.errors import UsageError
+from llmcli.reasoning import ThinkFormat, ThinkMode, detect_format, switch_kwargs
 
 CHATML = (
     "{% for message in messages %}"
@@ -165,6 +166,11 @@ class ChatTemplate:
     stop: tuple[str, ...] = ()  # stop strings the format needs (a plain template has no end marker)
 
     @property
+    def think_format(self) -> ThinkFormat | None:
+        """How this template's model marks its thinking (None: it does not think)."""
+        return detect_format(self.source)
+
+    @property
     def label(self) -> str:
         """Where the template came from, for /show and `models show`: "gguf", "inferred (gemma)", ..."""
         return f"{self.origin} ({self.family})" if self.family else self.origin
@@ -177,27 +183,33 @@ class ChatTemplate:
             return "a plain 'User:'/'Assistant:' template (its vocabulary has no known chat markers)"
         return _WHAT.get(self.origin, "the chat template")
 
-    def render(self, messages: list[dict[str, str]], *, add_generation_prompt: bool = True) -> str:
+    def render(
+        self, messages: list[dict[str, str]], *, add_generation_prompt: bool = True, think: ThinkMode = "auto"
+    ) -> str:
         """The prompt text for `messages` (dicts with `role` and `content`).
 
+        `think` sets the template's own thinking switch where it has one (auto: its default).
         A template that rejects or silently drops the system role gets the system prompt folded
         into the first user message instead. Raises TemplateError on any template failure.
         """
+        switches = switch_kwargs(self.source, think)
         has_system = any(m["role"] == "system" for m in messages)
         if has_system and _drops_system(self.source):
             messages = _fold_system(messages)
             has_system = False
         try:
-            return self._render(messages, add_generation_prompt)
+            return self._render(messages, add_generation_prompt, switches)
         except _Raised as exc:
             if not has_system:
                 raise self._error(exc) from None
         try:
-            return self._render(_fold_system(messages), add_generation_prompt)
+            return self._render(_fold_system(messages), add_generation_prompt, switches)
         except _Raised as exc:
             raise self._error(exc) from None
 
-    def _render(self, messages: list[dict[str, str]], add_generation_prompt: bool) -> str:
+    def _render(
+        self, messages: list[dict[str, str]], add_generation_prompt: bool, switches: dict[str, object]
+    ) -> str:
         """Render once; raise_exception() propagates as _Raised, anything else as TemplateError."""
         try:
             template = _compile(self.source)
@@ -214,6 +226,7 @@ class ChatTemplate:
                 # Firefunction v2 concatenates these; llama.cpp passes them as here when there are no tools.
                 functions="",
                 datetime=datetime.now().strftime("%b %d %Y %H:%M:%S GMT"),
+                **switches,
             )
         except _Raised:
             raise
@@ -234,7 +247,7 @@ def _drops_system(source: str) -> bool:
     """Whether the template renders a system message without its text (Phi-3's GGUF template does)."""
     probe = [{"role": "system", "content": _PROBE}, {"role": "user", "content": "hi"}]
     try:
-        text = ChatTemplate(source)._render(probe, True)
+        text = ChatTemplate(source)._render(probe, True, {})
     except Exception:  # rejecting the system role is handled after the real render fails
         return False
     return _PROBE not in text

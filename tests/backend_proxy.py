@@ -1,4 +1,11 @@
-"""A real llama_cpp.server for tests, and a proxy in front of it that can misbehave on cue."""
+"""A real llama_cpp.server for tests, and a proxy in front of it that can misbehave on cue.
+
+llama_cpp.server neither reads a request's `chat_template_kwargs` (only its own start-up setting) nor
+splits a model's thinking off (it streams `<think>…</think>` in the content). The proxy can stand in
+for llama-server there: with `template` set, it renders a conversation itself, with the request's
+`enable_thinking`, sends the prompt to the server's /v1/completions, and streams the thinking back as
+`reasoning_content` deltas, the answer as `content`.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +19,9 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+
+from llmcli.reasoning import ThinkMode
+from llmcli.templates import ChatTemplate
 
 
 def free_port() -> int:
@@ -62,6 +72,10 @@ class Proxy(ThreadingHTTPServer):
         self.hidden: tuple[str, ...] = ()  # paths answered with 404
         self.die_after: int | None = None  # generation requests served before dying mid-answer
         self.delay = 0.0  # seconds each generation request waits, as on a busy server
+        self.reject: tuple[str, ...] = ()  # fields refused with 400 (naming them), as a strict server does
+        self.template: ChatTemplate | None = None  # set: conversations as llama-server has them (above)
+        self.prompts: list[str] = []  # in that mode: the prompts rendered, and what the model wrote after
+        self.outputs: list[str] = []
         self.in_flight = self.most_in_flight = 0
         self.lock = threading.Lock()
         threading.Thread(target=self.serve_forever, daemon=True).start()
@@ -103,13 +117,20 @@ class _Handler(BaseHTTPRequestHandler):
                     self.end_headers()
                     self.wfile.write(b'{"error": {"message": "slow down"}}')
                     return
-                proxy.bodies.append(json.loads(body or b"{}"))
+                sent = json.loads(body or b"{}")
+                proxy.bodies.append(sent)
                 dying = proxy.die_after is not None and len(proxy.bodies) > proxy.die_after
                 proxy.in_flight += 1
                 proxy.most_in_flight = max(proxy.most_in_flight, proxy.in_flight)
         try:
             if generating:
                 time.sleep(proxy.delay)
+                if refused := [name for name in proxy.reject if name in sent]:
+                    self._answer(400, {"error": {"message": f"Unrecognized request arguments: {refused}"}})
+                    return
+                if proxy.template is not None and self.path == "/v1/chat/completions":
+                    self._like_llama_server(sent, proxy.template)
+                    return
             upstream = http.client.HTTPConnection("127.0.0.1", proxy.upstream, timeout=60)
             headers = {
                 k: v for k, v in self.headers.items() if k.lower() in ("authorization", "content-type")
@@ -137,6 +158,63 @@ class _Handler(BaseHTTPRequestHandler):
                 chunk = following
         finally:
             self._done(generating)
+
+    def _answer(self, status: int, body: dict[str, Any]) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _like_llama_server(self, request: dict[str, Any], template: ChatTemplate) -> None:
+        """A streamed conversation the way llama-server answers it (see the module's docstring)."""
+        fmt = template.think_format
+        assert fmt is not None, "the template's model does not think"
+        switch = (request.get("chat_template_kwargs") or {}).get("enable_thinking")
+        mode: ThinkMode = "auto" if switch is None else "on" if switch else "off"
+        prompt = template.render(request["messages"], think=mode)
+        body = {k: v for k, v in request.items() if k not in ("messages", "chat_template_kwargs")}
+        upstream = http.client.HTTPConnection("127.0.0.1", self.server.upstream, timeout=60)
+        headers = {k: v for k, v in self.headers.items() if k.lower() in ("authorization", "content-type")}
+        upstream.request("POST", "/v1/completions", json.dumps({**body, "prompt": prompt}), headers)
+        response = upstream.getresponse()
+        if response.status != 200:
+            self._answer(response.status, json.loads(response.read()))
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.end_headers()
+        # The thinker writes each marker as one token: a marker is a piece of its own.
+        thinking, after, written = prompt.rstrip().endswith(fmt.start), False, ""
+        for line in response:
+            text = line.decode().strip()
+            if not text.startswith("data:") or text == "data: [DONE]":
+                continue
+            event = json.loads(text[5:])
+            for choice in event.get("choices") or []:
+                piece = choice.get("text") or ""
+                written += piece
+                if piece in (fmt.start, fmt.end):
+                    thinking, after = piece == fmt.start, piece == fmt.end
+                    piece = ""
+                elif after and not piece.strip():
+                    piece = ""  # the blank between the thinking and the answer
+                else:
+                    after = False
+                delta = {"reasoning_content" if thinking else "content": piece} if piece else {}
+                choice_out = {"index": 0, "delta": delta, "finish_reason": choice.get("finish_reason")}
+                self._event({"object": "chat.completion.chunk", "choices": [choice_out]})
+            if event.get("usage"):
+                self._event({"object": "chat.completion.chunk", "choices": [], "usage": event["usage"]})
+        self.wfile.write(b"data: [DONE]\n\n")
+        with self.server.lock:
+            self.server.prompts.append(prompt)
+            self.server.outputs.append(written)
+
+    def _event(self, data: dict[str, Any]) -> None:
+        self.wfile.write(f"data: {json.dumps(data)}\n\n".encode())
+        self.wfile.flush()
 
     def _done(self, generating: bool) -> None:
         if generating:

@@ -16,9 +16,10 @@ os.environ["HF_ENDPOINT"] = "http://127.0.0.1:9"
 os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
 
 from realmodel import fetch_gemma
-from tinymodel import STORIES, write_chat_model, write_program_model
+from thinkers import Thinker, write_thinker
+from tinymodel import STORIES, VOCABS, write_chat_model, write_program_model
 
-from llmcli.engine import EngineOptions, LocalEngine
+from llmcli.engine import EngineOptions, LocalEngine, Vocabulary
 
 LLMCLI = Path(sys.executable).parent / "llmcli"
 
@@ -63,6 +64,21 @@ def program_model(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Pat
         return cache[key]
 
     return make
+
+
+@pytest.fixture(scope="session")
+def thinker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[str], Thinker]]:
+    """The thinking program model for a shared reasoning template (tests/thinkers.py), written once."""
+    made: dict[str, Thinker] = {}
+    base = Vocabulary.load(VOCABS / "ggml-vocab-qwen2.gguf")
+
+    def make(name: str) -> Thinker:
+        if name not in made:
+            made[name] = write_thinker(tmp_path_factory.mktemp("thinker"), name, base)
+        return made[name]
+
+    yield make
+    base.close()
 
 
 @pytest.fixture

@@ -100,7 +100,7 @@ def test_empty_prompt_and_empty_stdin(run_cli: Run, stories: Path) -> None:
 
 def test_default_model_when_none_is_given(run_cli: Run) -> None:
     offline = run_cli("complete", "hi", env={"HF_HUB_OFFLINE": "1"})
-    assert_one_line_error(offline, 3, "qwen2.5-1.5b is not downloaded", "llmcli models pull qwen2.5-1.5b")
+    assert_one_line_error(offline, 3, "gemma3-4b is not downloaded", "llmcli models pull gemma3-4b")
     unreachable = run_cli("complete", "hi")
     assert_one_line_error(unreachable, 6, "cannot reach the hub")
 

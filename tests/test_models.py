@@ -75,10 +75,27 @@ def test_reference_forms(tmp_path: Path) -> None:
 
 def test_builtin_registry_is_valid() -> None:
     registry = Registry(_parse(Path(__file__).parents[1].joinpath("models.toml").read_text(), Path("m")))
-    assert 10 <= len(registry.entries) <= 15
-    assert registry.default is not None and registry.default.alias == "qwen2.5-1.5b"
+    assert 10 <= len(registry.entries) <= 25
+    assert sum(e.default for e in registry.entries.values()) == 1
+    assert registry.default is not None and registry.default.alias == "gemma3-4b"
+    assert not registry.default.reasoning  # the default answers directly: no slow thinking pass on a CPU
     assert sum(e.tiny for e in registry.entries.values()) == 1
     assert all(e.default_quant in e.files for e in registry.entries.values())
+    assert all(e.files and e.sizes.keys() == e.files.keys() for e in registry.entries.values())
+    thinking = {alias for alias, e in registry.entries.items() if e.reasoning}
+    assert {"qwen3-4b", "qwen3.5-4b", "smollm3-3b", "deepseek-r1-1.5b"} <= thinking
+    assert not {"qwen2.5-1.5b", "gemma3-4b", "llama3.2-3b"} & thinking
+
+
+def test_reasoning_flag(tmp_path: Path) -> None:
+    path = tmp_path / "models.toml"
+    path.write_text(
+        '[models.think]\nrepo = "a/b"\nreasoning = true\n[models.think.files]\nQ4_K_M = "t.gguf"\n'
+        '[models.plain]\nrepo = "a/c"\n[models.plain.files]\nQ4_K_M = "p.gguf"\n'
+    )
+    registry = load_registry(environ={"LLMCLI_HOME": str(tmp_path / "home"), "LLMCLI_REGISTRY": str(path)})
+    assert registry.get("think").reasoning is True
+    assert registry.get("plain").reasoning is False
 
 
 @pytest.mark.parametrize(
@@ -89,6 +106,7 @@ def test_builtin_registry_is_valid() -> None:
             "'context' must be a int",
         ),
         ('[models.x]\nrepo = "a/b"\ncolour = 1\n', "unknown field 'colour'"),
+        ('[models.x]\nrepo = "a/b"\nreasoning = "yes"\n', "'reasoning' must be a bool"),
         ('[models.x]\ndescription = "no source"\n', "exactly one of 'repo' or 'path'"),
         ('[models.x]\nrepo = "a/b"\n[models.x.files]\nQ4_K_M = "x.bin"', "files.Q4_K_M must give a .gguf"),
         ("[models.x\n", "not valid TOML"),
@@ -278,7 +296,7 @@ def test_offline_and_missing_says_what_to_pull(run_cli: Run, hub_env: dict[str, 
 def test_list_show_path_rm(run_cli: Run, hub_env: dict[str, str]) -> None:
     path = run_cli("models", "pull", f"{REPO}:Q4_K_M").stdout.strip()
     rows = json.loads(run_cli("models", "list", "--json").stdout)
-    assert any(r["name"] == "qwen2.5-1.5b" and r["default"] for r in rows)
+    assert any(r["name"] == "gemma3-4b" and r["default"] for r in rows)
     mine = next(r for r in rows if r["name"] == f"{REPO}/{Q4}")
     assert mine["downloaded"] and mine["on_disk"] > 1_000_000
     assert run_cli("models", "path", f"{REPO}:Q4_K_M").stdout.strip() == path

@@ -10,8 +10,10 @@ That makes greedy output, sampling distributions and byte-level UTF-8 splits exa
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import gguf
 import numpy as np
@@ -23,16 +25,43 @@ TEMPLATES = SHARED / "templates"
 LOW = -30.0  # logit of every token a state does not name
 
 
-def copy_tokenizer(writer: gguf.GGUFWriter, vocab_path: Path, *, keep_template: bool = False) -> int:
-    """Copy tokenizer.* keys from a vocab-only GGUF; return the vocabulary size."""
+@lru_cache(maxsize=4)
+def _tokenizer_fields(vocab_path: Path) -> list[tuple[str, Any, gguf.GGUFValueType]]:
+    """A vocab GGUF's tokenizer.* keys as (key, value, type); reading a 152k-token one takes seconds."""
     reader = gguf.GGUFReader(vocab_path)
+    return [
+        (key, field.contents(), field.types[0])
+        for key, field in reader.fields.items()
+        if key.startswith("tokenizer.")
+    ]
+
+
+def vocab_size(vocab: str) -> int:
+    """Tokens in a shared vocabulary (the id the first added token gets)."""
+    fields = _tokenizer_fields(VOCABS / f"ggml-vocab-{vocab}.gguf")
+    return len(next(value for key, value, _ in fields if key == "tokenizer.ggml.tokens"))
+
+
+def copy_tokenizer(
+    writer: gguf.GGUFWriter,
+    vocab_path: Path,
+    *,
+    keep_template: bool = False,
+    added: Sequence[tuple[str, int]] = (),
+) -> int:
+    """Copy tokenizer.* keys from a vocab-only GGUF, with `added` (text, token type) tokens at the end;
+    return the vocabulary size."""
+    extra: dict[str, list[object]] = {
+        "tokenizer.ggml.tokens": [text for text, _ in added],
+        "tokenizer.ggml.scores": [0.0] * len(added),
+        "tokenizer.ggml.token_type": [kind for _, kind in added],
+    }
     n_vocab = 0
-    for key, field in reader.fields.items():
-        if not key.startswith("tokenizer.") or (key == "tokenizer.chat_template" and not keep_template):
+    for key, value, vtype in _tokenizer_fields(vocab_path):
+        if key == "tokenizer.chat_template" and not keep_template:
             continue
-        value = field.contents()
-        vtype = field.types[0]
         if vtype == gguf.GGUFValueType.ARRAY:
+            value = [*value, *extra.get(key, [])]
             writer.add_array(key, value)
             if key == "tokenizer.ggml.tokens":
                 n_vocab = len(value)
@@ -49,8 +78,12 @@ def write_program_model(
     eos: int = 2,
     n_ctx: int = 4096,
     chat_template: str | None = None,
+    added_tokens: Sequence[tuple[str, int]] = (),
 ) -> Path:
-    """Write a model where after token t the logits are program[t] (others LOW; unknown t -> eos)."""
+    """Write a model where after token t the logits are program[t] (others LOW; unknown t -> eos).
+
+    added_tokens: (text, token type) pairs appended to the vocabulary, e.g. a chat format's markers.
+    """
     n_embd = 1 << max(6, math.ceil(math.log2(len(program) + 1)))
     writer = gguf.GGUFWriter(str(path), "llama")
     writer.add_name("program-model")
@@ -63,7 +96,7 @@ def write_program_model(
     writer.add_rope_dimension_count(n_embd // 4)
     writer.add_layer_norm_rms_eps(1e-6)
     writer.add_file_type(gguf.LlamaFileType.ALL_F32)
-    n_vocab = copy_tokenizer(writer, VOCABS / f"ggml-vocab-{vocab}.gguf")
+    n_vocab = copy_tokenizer(writer, VOCABS / f"ggml-vocab-{vocab}.gguf", added=added_tokens)
     if chat_template is not None:
         writer.add_chat_template(chat_template)
 

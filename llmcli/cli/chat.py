@@ -19,15 +19,18 @@ from llmcli.cli.options import (
     FlashAttn,
     GpuLayers,
     Greedy,
+    HideThinking,
     MaxTokens,
     MinP,
     Model,
     Offline,
     PromptCacheFlag,
+    ReasoningBudget,
     RepeatPenalty,
     Seed,
     Stop,
     Temperature,
+    Think,
     Threads,
     TopK,
     TopP,
@@ -36,6 +39,7 @@ from llmcli.cli.options import (
 )
 from llmcli.cli.options import sampling as make_sampling
 from llmcli.cli.options import settings as make_settings
+from llmcli.cli.options import thinking as make_thinking
 
 sessions_app = typer.Typer(help="List, show, export and remove saved chat sessions.", no_args_is_help=True)
 app.add_typer(sessions_app, name="sessions")
@@ -79,6 +83,9 @@ def chat(
     seed: Seed = None,
     max_tokens: MaxTokens = None,
     stop: Stop = None,
+    think: Think = None,
+    reasoning_budget: ReasoningBudget = None,
+    hide_thinking: HideThinking = False,
     stats: Annotated[
         bool, typer.Option("--stats/--no-stats", help="A dim footer with tokens and speed.")
     ] = True,
@@ -92,6 +99,8 @@ def chat(
     Every conversation is saved after each turn (see `llmcli sessions`). With stdin not a
     terminal, all of stdin is one message: the answer goes to stdout and chat exits. -f files
     go before that message (`-f -`: stdin is a file), or before the first one typed in the REPL.
+    A thinking model's thinking streams dimmed on stderr above the answer (never on stdout) and is
+    saved with it; /think switches it.
     """
     params = dict(locals())
     from dataclasses import replace
@@ -108,6 +117,7 @@ def chat(
     env = Environment.from_system()
     config = make_sampling(params)
     settings = make_settings(params)
+    thinking = make_thinking(params, "auto")
     if system is not None and system_file is not None:
         raise UsageError("give --system or --system-file, not both")
     if system_file is not None:
@@ -143,13 +153,16 @@ def chat(
     conversation = Chat(
         loaded.engine, loaded.chat_template(), sampling, system=record.system, messages=record.messages
     )
+    conversation.think, conversation.reasoning_budget = thinking.mode, thinking.budget
     try:
         if piped is not None:
             files = count_tokens(conversation.engine, files)
             for f in files:
                 note(env, read_note(f))
             try:
-                PlainScreen(env).answer(conversation.ask(with_files(files, piped.strip())))
+                PlainScreen(env, hide_thinking=hide_thinking).answer(
+                    conversation.ask(with_files(files, piped.strip()))
+                )
             except ContextOverflowError as exc:
                 if not files:
                     raise
@@ -170,7 +183,7 @@ def chat(
             return other.engine, other.chat_template(), other.name
 
         history = None if env.environ.get("LLMCLI_NO_HISTORY") else paths.data_dir / "history"
-        screen = chat_screen(env, plain)
+        screen = chat_screen(env, plain, hide_thinking=hide_thinking)
         screen.dim(f"{loaded.name} · session {record.name} · /help for commands, Ctrl-D to leave")
         repl = Repl(
             conversation, screen, store, record, load_model=load_other, history=history, show_stats=stats

@@ -19,16 +19,19 @@ from llmcli.cli.options import (
     FlashAttn,
     GpuLayers,
     Greedy,
+    HideThinking,
     IgnoreEos,
     MaxTokens,
     MinP,
     Model,
     Offline,
     PromptCacheFlag,
+    ReasoningBudget,
     RepeatPenalty,
     Seed,
     Stop,
     Temperature,
+    Think,
     Threads,
     TopK,
     TopP,
@@ -39,6 +42,9 @@ from llmcli.cli.options import (
 )
 from llmcli.cli.options import (
     settings as make_settings,
+)
+from llmcli.cli.options import (
+    thinking as make_thinking,
 )
 from llmcli.errors import ExitCode
 
@@ -67,12 +73,15 @@ def complete(
     max_tokens: MaxTokens = None,
     stop: Stop = None,
     ignore_eos: IgnoreEos = False,
+    think: Think = None,
+    reasoning_budget: ReasoningBudget = None,
+    hide_thinking: HideThinking = False,
     stats: Annotated[bool, typer.Option("--stats", help="Print token counts and speed to stderr.")] = False,
     json_out: Annotated[
         bool,
         typer.Option(
             "--json",
-            help="Print one JSON object (text, finish reason, tokens, timings) instead of streaming.",
+            help="Print one JSON object (text, reasoning, finish reason, tokens, timings), not a stream.",
         ),
     ] = False,
     prompt_cache: PromptCacheFlag = False,
@@ -83,31 +92,46 @@ def complete(
 
     The prompt is read from stdin when stdin is not a terminal, and from PROMPT; with both,
     stdin comes first, then a blank line, then PROMPT. Each -f file goes before PROMPT, in order
-    (`-f -` puts stdin among them). Ctrl-C stops and keeps what was printed.
+    (`-f -` puts stdin among them). Ctrl-C stops and keeps what was printed. A thinking model's
+    thinking never reaches stdout: on a terminal it streams dimmed on stderr; --json has it apart.
     """
     params = dict(locals())
     from llmcli.environment import Environment
     from llmcli.errors import ContextOverflowError
-    from llmcli.render import DownloadBar, finish_note, note, stats_line
-    from llmcli.runtime import open_engine
+    from llmcli.reasoning import THINK
+    from llmcli.render import DownloadBar, ThoughtPrinter, finish_note, note, stats_line
+    from llmcli.runtime import load_model
     from llmcli.tasks.complete import build_prompt, count_tokens, files_overflow, read_files, read_note
     from llmcli.tasks.complete import complete as run_complete
 
     env = Environment.from_system()
     sampling = make_sampling(params)
     settings = make_settings(params)
+    thinking = make_thinking(params, "auto")
     names = [str(p) for p in file or ()]
     stdin_text = None if "-" in names else env.read_stdin()
     files = read_files(names, stdin=env.stdin.read)
     text = build_prompt(stdin_text, prompt, files)
-    with open_engine(
+    with load_model(
         settings, verbose=verbose, offline=offline, progress=DownloadBar(env), prompt_cache=prompt_cache
-    ) as engine:
+    ) as loaded:
+        engine = loaded.engine
+        # A server's template is not known here: its models' thinking is taken to be <think>-marked.
+        fmt = loaded.chat_template().think_format if loaded.ref else THINK
         files = count_tokens(engine, files)
         for f in files:
             note(env, read_note(f))
+        thoughts = ThoughtPrinter(env, hide=hide_thinking or json_out)
+
+        def answer(piece: str) -> None:
+            thoughts.end()
+            if not json_out:
+                env.write(piece)
+
         try:
-            result = run_complete(engine, text, sampling, (lambda _p: None) if json_out else env.write)
+            result = run_complete(
+                engine, text, sampling, answer, think=(fmt, thinking), emit_thought=thoughts
+            )
         except ContextOverflowError as exc:
             if not files:
                 raise
@@ -117,6 +141,7 @@ def complete(
             json.dumps(
                 {
                     "text": result.text,
+                    "reasoning": result.reasoning,
                     "finish_reason": result.finish_reason,
                     "seed": result.seed,
                     "model": engine.name,

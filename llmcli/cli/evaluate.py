@@ -24,10 +24,12 @@ from llmcli.cli.options import (
     MinP,
     Models,
     Offline,
+    ReasoningBudget,
     RepeatPenalty,
     Seed,
     Speculative,
     Temperature,
+    ThinkOff,
     Threads,
     TopK,
     TopP,
@@ -36,6 +38,7 @@ from llmcli.cli.options import (
 from llmcli.cli.options import lookup as make_lookup
 from llmcli.cli.options import sampling as make_sampling
 from llmcli.cli.options import settings as make_settings
+from llmcli.cli.options import thinking as make_thinking
 
 if TYPE_CHECKING:
     from llmcli.environment import Environment
@@ -230,6 +233,8 @@ def eval_summarize(
     repeat_penalty: RepeatPenalty = None,
     seed: Seed = None,
     max_tokens: MaxTokens = None,
+    think: ThinkOff = None,
+    reasoning_budget: ReasoningBudget = None,
     speculative: Speculative = True,
     draft_tokens: DraftTokens = 8,
     offline: Offline = False,
@@ -257,7 +262,12 @@ def eval_summarize(
 
     def build(loaded: LoadedModel) -> tuple[Callable[[str], Produced], list[Any]]:
         summarizer = Summarizer(
-            loaded.engine, loaded.chat_template(), sampling, options, lookup=make_lookup(params)
+            loaded.engine,
+            loaded.chat_template(),
+            sampling,
+            options,
+            lookup=make_lookup(params),
+            thinking=make_thinking(params, "off"),
         )
 
         def produce(text: str) -> Produced:
@@ -340,6 +350,8 @@ def eval_translate(
     repeat_penalty: RepeatPenalty = None,
     seed: Seed = None,
     max_tokens: MaxTokens = None,
+    think: ThinkOff = None,
+    reasoning_budget: ReasoningBudget = None,
     speculative: Speculative = True,
     draft_tokens: DraftTokens = 8,
     offline: Offline = False,
@@ -371,7 +383,12 @@ def eval_translate(
 
     def build(loaded: LoadedModel) -> tuple[Callable[[str], Produced], list[Any]]:
         translator = Translator(
-            loaded.engine, loaded.chat_template(), sampling, options, lookup=make_lookup(params)
+            loaded.engine,
+            loaded.chat_template(),
+            sampling,
+            options,
+            lookup=make_lookup(params),
+            thinking=make_thinking(params, "off"),
         )
 
         def produce(text: str) -> Produced:

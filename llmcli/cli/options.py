@@ -321,6 +321,57 @@ Files = Annotated[
 ]
 
 
+# --- thinking models ---------------------------------------------------------------------------
+
+
+def _complete_think() -> list[tuple[str, str]]:
+    return [("on", "think before answering"), ("off", "answer at once"), ("auto", "the model's default")]
+
+
+def _think_option(default: str) -> Any:
+    return typer.Option(
+        "--think",
+        help="A thinking model thinks before it answers (on), answers at once (off), or follows its template "
+        "(auto). [env: LLMCLI_THINK]",
+        show_default=default,
+        autocompletion=_complete_think,
+        rich_help_panel="Thinking",
+    )
+
+
+Think = Annotated[str | None, _think_option("auto")]
+ThinkOff = Annotated[str | None, _think_option("off: thinking rarely helps this task and costs its tokens")]
+ReasoningBudget = Annotated[
+    int | None,
+    typer.Option(
+        "--reasoning-budget",
+        help="Thinking tokens at most; then thinking is ended and the answer follows (0: none). "
+        "[env: LLMCLI_REASONING_BUDGET]",
+        show_default="no limit",
+        rich_help_panel="Thinking",
+    ),
+]
+HideThinking = Annotated[
+    bool,
+    typer.Option(
+        "--hide-thinking",
+        help="Do not show the thinking (on a terminal it streams dimmed on stderr; stdout never gets it).",
+        rich_help_panel="Thinking",
+    ),
+]
+
+
+def thinking(params: dict[str, Any], default: str) -> Any:
+    """--think and --reasoning-budget over the config file and LLMCLI_THINK/LLMCLI_REASONING_BUDGET."""
+    from llmcli.config import load_settings
+    from llmcli.reasoning import Thinking
+
+    config = load_settings()
+    mode = params.get("think") or config.think or default
+    budget = params.get("reasoning_budget")
+    return Thinking.parse(mode, config.reasoning_budget if budget is None else budget)
+
+
 def parallel(params: dict[str, Any], inputs: int) -> tuple[int, bool]:
     """Sequences to decode together, and whether that number was chosen automatically."""
     if params.get("draft_model"):  # drafts help one sequence; several already fill each step

@@ -28,16 +28,19 @@ from llmcli.cli.options import (
     Offline,
     Parallel,
     PromptFile,
+    ReasoningBudget,
     RepeatPenalty,
     Seed,
     Speculative,
     Temperature,
+    ThinkOff,
     Threads,
     TopK,
     TopP,
 )
 from llmcli.cli.options import lookup as make_lookup
 from llmcli.cli.options import sampling as make_sampling
+from llmcli.cli.options import thinking as make_thinking
 
 
 @app.command(epilog=SAMPLING_HELP)
@@ -91,6 +94,8 @@ def summarize(
     repeat_penalty: RepeatPenalty = None,
     seed: Seed = None,
     max_tokens: MaxTokens = None,
+    think: ThinkOff = None,
+    reasoning_budget: ReasoningBudget = None,
     speculative: Speculative = True,
     draft_tokens: DraftTokens = 8,
     draft_model: DraftModel = None,
@@ -140,6 +145,7 @@ def summarize(
                 prompts,
                 notify=(lambda m: note(env, m)) if verbose else None,
                 lookup=make_lookup(params),
+                thinking=make_thinking(params, "off"),
             )
 
         first = summarizer()

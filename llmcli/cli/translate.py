@@ -28,16 +28,19 @@ from llmcli.cli.options import (
     Offline,
     Parallel,
     PromptFile,
+    ReasoningBudget,
     RepeatPenalty,
     Seed,
     Speculative,
     Temperature,
+    ThinkOff,
     Threads,
     TopK,
     TopP,
 )
 from llmcli.cli.options import lookup as make_lookup
 from llmcli.cli.options import sampling as make_sampling
+from llmcli.cli.options import thinking as make_thinking
 
 _DOCUMENT_SUFFIXES = (".txt", ".md", ".markdown", ".rst", ".html", ".htm", ".pdf", ".text")
 
@@ -131,6 +134,8 @@ def translate(
     repeat_penalty: RepeatPenalty = None,
     seed: Seed = None,
     max_tokens: MaxTokens = None,
+    think: ThinkOff = None,
+    reasoning_budget: ReasoningBudget = None,
     speculative: Speculative = True,
     draft_tokens: DraftTokens = 8,
     draft_model: DraftModel = None,
@@ -196,6 +201,7 @@ def translate(
                 prompts,
                 notify=(lambda m: note(env, m)) if verbose else None,
                 lookup=make_lookup(params),
+                thinking=make_thinking(params, "off"),
             )
 
         check_split(translator().budget, loaded)

@@ -10,6 +10,8 @@ from dataclasses import replace
 
 from llmcli.chat import Chat
 from llmcli.engine import Completion, Engine
+from llmcli.errors import GenerationError
+from llmcli.reasoning import Thinking
 from llmcli.sampling import SamplingConfig
 from llmcli.templates import ChatTemplate
 
@@ -18,13 +20,25 @@ class Asker:
     """Sends single user messages under one system prompt and counts what they cost."""
 
     def __init__(
-        self, engine: Engine, template: ChatTemplate, sampling: SamplingConfig, system: str, lookup: int = 0
+        self,
+        engine: Engine,
+        template: ChatTemplate,
+        sampling: SamplingConfig,
+        system: str,
+        lookup: int = 0,
+        thinking: Thinking | None = None,
     ) -> None:
         self.engine = engine
         self.sampling = sampling
-        self.chat = Chat(engine, template, sampling, system=system)
+        self.thinking = thinking or Thinking("off")
+        self.chat = self._new_chat(template, system)
         self.chat.lookup = lookup
         self.calls = self.prompt_tokens = self.generated_tokens = 0
+
+    def _new_chat(self, template: ChatTemplate, system: str | None) -> Chat:
+        chat = Chat(self.engine, template, self.sampling, system=system)
+        chat.think, chat.reasoning_budget = self.thinking.mode, self.thinking.budget
+        return chat
 
     def count(self, text: str) -> int:
         """Tokens of text on its own (no BOS)."""
@@ -53,7 +67,7 @@ class Asker:
         from concurrent.futures import ThreadPoolExecutor
 
         def one(request: tuple[str, int | None]) -> Completion:
-            chat = Chat(self.engine, self.chat.template, self.sampling, system=self.chat.system)
+            chat = self._new_chat(self.chat.template, self.chat.system)
             return self._ask_in(chat, *request)
 
         with ThreadPoolExecutor(parallel, thread_name_prefix="llmcli-ask") as pool:
@@ -76,6 +90,17 @@ class Asker:
         completion = turn.completion
         if completion.finish_reason == "interrupted":
             raise KeyboardInterrupt
+        if completion.reasoning and not completion.text.strip():
+            # A half-thought is no summary or translation: the file fails, and a rerun can redo it.
+            still = (
+                "still thinking"
+                if completion.finish_reason == "length"
+                else "done thinking but gave no answer"
+            )
+            raise GenerationError(
+                f"the model was {still} after {completion.stats.reasoning_tokens:,} thinking tokens",
+                hint="use --think off, or a --reasoning-budget well below the answer's token limit (-n)",
+            )
         return completion
 
     def _count(self, completion: Completion) -> Completion:

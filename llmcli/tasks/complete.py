@@ -10,6 +10,7 @@ from pathlib import Path
 from llmcli.documents import DocumentError, Source, collect_sources, read_document
 from llmcli.engine import Completion, Engine
 from llmcli.errors import ContextOverflowError, UsageError
+from llmcli.reasoning import ThinkFormat, Thinking, Thought, plan_for
 from llmcli.sampling import SamplingConfig
 
 
@@ -27,13 +28,30 @@ def build_prompt(stdin_text: str | None, prompt: str | None, files: Sequence[Fil
 
 
 def complete(
-    engine: Engine, prompt: str, sampling: SamplingConfig, emit: Callable[[str], None]
+    engine: Engine,
+    prompt: str,
+    sampling: SamplingConfig,
+    emit: Callable[[str], None],
+    *,
+    think: tuple[ThinkFormat | None, Thinking] = (None, Thinking()),
+    emit_thought: Callable[[str], None] = lambda _t: None,
 ) -> Completion:
-    """Generate after prompt, passing each piece to emit; Ctrl-C ends it as 'interrupted'."""
-    generation = engine.generate(prompt, sampling)
+    """Generate after prompt, passing each answer piece to emit; Ctrl-C ends it as 'interrupted'.
+
+    think: a thinking model's format and settings. Its thinking goes to emit_thought, never to emit;
+    `off` closes thinking at once (a raw prompt has no template switch).
+    """
+    fmt, thinking = think
+    sent, plan = plan_for(prompt, fmt, thinking.mode, thinking.budget)
+    tokens: str | list[int] = sent
+    if sent != prompt and not engine.takes_messages:
+        # The text is the user's (special tokens spelled in it stay text); the closed block is markers.
+        closed = sent[len(prompt) :]
+        tokens = engine.tokenize(prompt) + engine.tokenize(closed, add_special=False, parse_special=True)
+    generation = engine.generate(tokens, replace(sampling, think=plan) if plan else sampling)
     try:
         for piece in generation:
-            emit(piece)
+            (emit_thought if isinstance(piece, Thought) else emit)(piece)
     except KeyboardInterrupt:
         generation.close()
     return generation.completion()

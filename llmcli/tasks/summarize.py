@@ -10,6 +10,7 @@ from llmcli.chunking import chunk_text
 from llmcli.engine import Engine
 from llmcli.errors import ContextOverflowError, UsageError
 from llmcli.prompts import LENGTH_WORDS, PROMPTS, STYLES
+from llmcli.reasoning import Thinking
 from llmcli.sampling import SamplingConfig
 from llmcli.tasks.asking import Asker
 from llmcli.templates import ChatTemplate
@@ -79,6 +80,7 @@ class Summarizer:
         prompts: dict[str, str] | None = None,
         notify: Callable[[str], None] | None = None,
         lookup: int = 0,
+        thinking: Thinking | None = None,
     ) -> None:
         options.validate()
         self.engine, self.options = engine, options
@@ -86,7 +88,9 @@ class Summarizer:
         self.notify = notify or (lambda _m: None)
         words = options.target_words
         self.sampling = replace(sampling, max_tokens=sampling.max_tokens or int(words * 2.5) + 64)
-        self.asker = Asker(engine, template, self.sampling, self.prompts["summarize_system"], lookup)
+        self.asker = Asker(
+            engine, template, self.sampling, self.prompts["summarize_system"], lookup, thinking
+        )
 
     def count(self, text: str) -> int:
         return self.asker.count(text)

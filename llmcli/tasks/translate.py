@@ -22,6 +22,7 @@ from llmcli.fsutil import read_utf8
 from llmcli.languages import Language, detect_language
 from llmcli.markup import is_cjk, join_lines, parse
 from llmcli.prompts import PROMPTS
+from llmcli.reasoning import Thinking
 from llmcli.sampling import SamplingConfig
 from llmcli.tasks.asking import Asker
 from llmcli.templates import ChatTemplate
@@ -98,12 +99,13 @@ class Translator:
         prompts: dict[str, str] | None = None,
         notify: Callable[[str], None] | None = None,
         lookup: int = 0,
+        thinking: Thinking | None = None,
     ) -> None:
         self.engine, self.options, self.sampling = engine, options, sampling
         self.prompts = prompts or PROMPTS
         self.notify = notify or (lambda _m: None)
         system = self.prompts["translate_system"].format(target=options.target.name)
-        self.asker = Asker(engine, template, sampling, system, lookup)
+        self.asker = Asker(engine, template, sampling, system, lookup, thinking)
         self._source: Language | None = None
 
     def _message(self, text: str) -> str:
