@@ -158,8 +158,10 @@ class Chat:
         """Render the prompt, dropping the oldest exchanges until it fits with room to answer."""
         dropped = 0
         while True:
-            text = self.template.render(self.visible(), add_generation_prompt=True, think=self.think)
-            text, plan = plan_for(text, self.template.think_format, self.think, self.reasoning_budget)
+            # Thinking cannot be written under a grammar: constrained answers come at once.
+            think = "off" if self.sampling.constraint is not None else self.think
+            text = self.template.render(self.visible(), add_generation_prompt=True, think=think)
+            text, plan = plan_for(text, self.template.think_format, think, self.reasoning_budget)
             tokens = self.encode(text)
             if len(tokens) + self.reserve() <= self.engine.n_ctx:
                 return text, tokens, dropped, plan

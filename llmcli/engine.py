@@ -872,6 +872,8 @@ class LocalEngine:
         lib, ctx = self._lib, self._ctx
         steps = sampling.steps()
         banned = self._eog_tokens() if sampling.ignore_eos else []
+        if sampling.constraint is not None:
+            return self._grammar_chooser(sampling.constraint.grammar, steps, history, banned)
         if steps == [Step("greedy")]:
             import numpy as np  # argmax over the logits row beats building llama.cpp's candidate array
 
@@ -889,9 +891,69 @@ class LocalEngine:
             self._eog = [t for t in range(self.n_vocab) if self.is_eog(t)]
         return self._eog
 
-    def _make_sampler(self, steps: list[Step], history: list[int], banned: list[int]) -> Any:
+    def _grammar_chooser(
+        self, grammar: str, steps: list[Step], history: list[int], banned: list[int]
+    ) -> tuple[Callable[[int], int], Any]:
+        """choose(row) under a GBNF grammar, as llama.cpp's own tools do it: the token the other samplers
+        pick is checked against the grammar alone, and only when the grammar rejects it are all the
+        vocabulary's logits constrained and the pick made again. Checking one token is cheap; constraining
+        152k is not, and a model that follows its instructions mostly picks valid tokens anyway."""
+        import numpy as np
+
+        lib, ctx, n_vocab = self._lib, self._ctx, self.n_vocab
+        constraint = lib.llama_sampler_init_grammar(self._vocab, grammar.encode("utf-8"), b"root")
+        if not constraint:
+            raise UsageError(
+                "llama.cpp cannot parse the grammar", hint="check it with llama.cpp's GBNF guide"
+            )
+        greedy = steps == [Step("greedy")]
+        chain = self._make_sampler([] if greedy else steps, history, banned, first=constraint)
+        rest = [lib.llama_sampler_chain_get(chain, i) for i in range(1, lib.llama_sampler_chain_n(chain))]
+        # One candidate array for the whole vocabulary, laid out as llama_token_data (id, logit, p).
+        cand = np.zeros(n_vocab, dtype=[("id", np.int32), ("logit", np.float32), ("p", np.float32)])
+        ids = np.arange(n_vocab, dtype=np.int32)
+        data = cand.ctypes.data_as(ctypes.POINTER(lib.llama_token_data))
+        whole = lib.llama_token_data_array(data, n_vocab, -1, False)
+        single = (lib.llama_token_data * 1)()
+        one = lib.llama_token_data_array(single, 1, -1, False)
+
+        def pick(row: int, constrained: bool) -> int:
+            logits = np.ctypeslib.as_array(lib.llama_get_logits_ith(ctx, row), shape=(n_vocab,))
+            cand["id"], cand["logit"], cand["p"] = ids, logits, 0.0
+            whole.data, whole.size, whole.selected, whole.sorted = data, n_vocab, -1, False
+            if constrained:
+                lib.llama_sampler_apply(constraint, ctypes.byref(whole))
+            if greedy:
+                if banned:
+                    cand["logit"][banned] = -np.inf
+                return int(cand["logit"].argmax())
+            for sampler in rest:
+                lib.llama_sampler_apply(sampler, ctypes.byref(whole))
+            return int(cand["id"][whole.selected])
+
+        def allowed(token: int) -> bool:
+            single[0].id, single[0].logit, single[0].p = token, 0.0, 0.0
+            one.size, one.selected, one.sorted = 1, -1, False
+            lib.llama_sampler_apply(constraint, ctypes.byref(one))
+            return bool(np.isfinite(single[0].logit))
+
+        def choose(row: int) -> int:
+            token = pick(row, False)
+            if not allowed(token):
+                token = pick(row, True)
+            lib.llama_sampler_accept(chain, token)  # the grammar moves on; penalties see it
+            return token
+
+        return choose, chain
+
+    def _make_sampler(
+        self, steps: list[Step], history: list[int], banned: list[int], first: Any = None
+    ) -> Any:
+        """llama.cpp's sampler chain for steps (after `first`, a sampler of its own, when given)."""
         lib = self._lib
         chain = lib.llama_sampler_chain_init(lib.llama_sampler_chain_default_params())
+        if first is not None:
+            lib.llama_sampler_chain_add(chain, first)
         if banned:
             biases = (lib.llama_logit_bias * len(banned))(*[(t, float("-inf")) for t in banned])
             lib.llama_sampler_chain_add(
@@ -905,8 +967,9 @@ class LocalEngine:
             lib.llama_sampler_chain_add(chain, init(*args))
         # The repeat penalty looks back over the prompt too, as llama.cpp's own tools do.
         if steps and steps[0].kind == "penalties":
+            penalties = lib.llama_sampler_chain_get(chain, lib.llama_sampler_chain_n(chain) - len(steps))
             for token in history[-int(steps[0].args[0]) :]:
-                lib.llama_sampler_accept(chain, token)
+                lib.llama_sampler_accept(penalties, token)
         return chain
 
     # -- KV cache

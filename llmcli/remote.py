@@ -8,6 +8,13 @@ retried with exponential backoff (honouring Retry-After) until the first byte of
 answer the server breaks off midway is an error, never silently retried, since text was already
 shown. Token counts come from the server's tokenizer endpoint, else from a local copy of the model.
 
+Structured output (--schema, --grammar): a JSON Schema goes as OpenAI's `response_format` (json_schema),
+which llama-server and vLLM read on conversations and vLLM on completions too, with llama.cpp's
+`grammar` beside it on completions (llama-server and llama_cpp.server read that there, and ignore the
+other); a conversation whose server refuses `response_format` (llama_cpp.server) is sent the grammar
+instead. A bare grammar goes as `grammar` and as vLLM's `structured_outputs.grammar`. A constraint is
+never dropped: a server that refuses it by name fails the command with a one-line error.
+
 Thinking models: a conversation carries the server's thinking switch (`chat_template_kwargs`, read
 by llama-server and vLLM; `reasoning_effort` for gpt-oss) and, with --reasoning-budget, its budget
 fields. Thinking the server splits off (`reasoning_content`, vLLM's newer `reasoning`) becomes
@@ -21,7 +28,7 @@ import json
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +38,7 @@ from llmcli.engine import Generation, Vocabulary
 from llmcli.errors import BackendError, ContextOverflowError, GenerationError, UsageError
 from llmcli.reasoning import ThinkPlan, Thought, ThoughtSplitter
 from llmcli.sampling import SamplingConfig
+from llmcli.structured import Schema
 
 DEFAULT_REMOTE_CTX = 4096  # when the server does not say and --ctx is not given
 CONNECT_TIMEOUT = 10.0
@@ -56,6 +64,8 @@ EXTENSIONS = (
     "thinking_token_budget",
 )
 REFUSALS = frozenset({400, 422, 500})  # the statuses a server refuses an unknown or unusable field with
+# Fields that carry --schema/--grammar (see the module's docstring); never dropped, unlike EXTENSIONS.
+CONSTRAINTS = ("response_format", "grammar", "structured_outputs")
 
 
 @dataclass(frozen=True)
@@ -69,6 +79,12 @@ class BackendOptions:
     n_ctx: int | None = None  # the context per request, when the server does not report it
     parallel: int = 1  # requests kept in flight by batch commands
     retries: int = RETRIES
+
+
+class ConstraintRefused(UsageError):
+    """A server that cannot constrain its output as --schema or --grammar asks: every request would fail."""
+
+    stops_batch = True
 
 
 class _Refused(BackendError):
@@ -144,9 +160,15 @@ class _Http:
         return response
 
     def open(
-        self, method: str, path: str, body: dict[str, Any] | None = None, retries: int | None = None
+        self,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None = None,
+        retries: int | None = None,
+        fields: Collection[str] = (),
     ) -> http.client.HTTPResponse:
-        """A 2xx response, retrying refused connections, 429 and 5xx with backoff."""
+        """A 2xx response, retrying refused connections, 429 and 5xx with backoff; a refusal that names
+        one of fields (llama_cpp.server refuses a field it cannot read with a 500) is no passing fault."""
         retries = self.options.retries if retries is None else retries
         delay = BACKOFF
         for attempt in range(retries + 1):
@@ -154,7 +176,7 @@ class _Http:
             try:
                 return self._open(method, path, body)
             except _Refused as refused:
-                if refused.status not in RETRY_STATUSES or last:
+                if refused.status not in RETRY_STATUSES or last or _names(refused, fields):
                     raise
                 wait = refused.retry_after if refused.retry_after is not None else delay
             except (OSError, http.client.HTTPException) as exc:
@@ -180,9 +202,11 @@ class _Http:
         finally:
             response.close()
 
-    def events(self, path: str, body: dict[str, Any]) -> Iterator[dict[str, Any]]:
-        """The data objects of a server-sent event stream, until [DONE] or its end."""
-        response = self.open("POST", path, body)
+    def events(
+        self, path: str, body: dict[str, Any], fields: Collection[str] = ()
+    ) -> Iterator[dict[str, Any]]:
+        """The data objects of a server-sent event stream, until [DONE] or its end (fields: see open)."""
+        response = self.open("POST", path, body, fields=fields)
         try:
             if "text/event-stream" not in (response.getheader("Content-Type") or ""):
                 yield json.loads(response.read())  # a server that ignored "stream": one JSON answer
@@ -208,6 +232,13 @@ class _Http:
             ) from None
         finally:
             response.close()
+
+
+def _names(refused: _Refused, fields: Collection[str]) -> list[str]:
+    """Those of fields that a refusal names: a server that cannot use a field says which."""
+    if refused.status not in REFUSALS:
+        return []
+    return [name for name in fields if name in refused.reason]
 
 
 def _reason(exc: BaseException) -> str:
@@ -246,6 +277,7 @@ class RemoteEngine:
         self._bos: list[int] | None = None
         self._lock = threading.Lock()
         self._dropped: frozenset[str] = frozenset()  # extension fields this server refused
+        self._schema_as_grammar = False  # conversations: this server refused response_format
         self.n_parallel = options.parallel
         # Documents and their chunks all generate from their own threads: at most N on the wire.
         self._slots = threading.BoundedSemaphore(options.parallel)
@@ -417,7 +449,12 @@ class RemoteEngine:
             body["ignore_eos"] = True
         if chat and sampling.think is not None:
             body.update(_think_fields(sampling.think))
-        return {k: v for k, v in body.items() if k not in self._dropped}
+        body = {k: v for k, v in body.items() if k not in self._dropped}
+        if sampling.constraint is not None:
+            body.update(
+                _constraint_fields(sampling.constraint, chat=chat, as_grammar=self._schema_as_grammar)
+            )
+        return body
 
     def _start(self, path: str, payload: dict[str, Any], sampling: SamplingConfig) -> Generation:
         sampling = sampling.resolved()
@@ -429,17 +466,41 @@ class RemoteEngine:
         self, path: str, sampling: SamplingConfig, payload: dict[str, Any]
     ) -> tuple[Iterator[dict[str, Any]], dict[str, Any] | None]:
         """The event stream of a request and its first event; a strict server that refuses extension
-        fields by name gets the request again without them."""
+        fields by name gets the request again without them. A refused constraint is never dropped:
+        a conversation's schema goes once more as a grammar, else the command fails."""
+        chat = path.endswith("/chat/completions")
+        first: _Refused | None = None  # the refusal of response_format, when the grammar is tried next
         while True:
-            sent = {**self._body(sampling, chat=path.endswith("/chat/completions")), **payload}
-            events = self.http.events(path, sent)
+            sent = {**self._body(sampling, chat=chat), **payload}
+            fields = [name for name in (*CONSTRAINTS, *EXTENSIONS) if name in sent]
+            events = self.http.events(path, sent, fields)
             try:
                 return events, next(events, None)
             except _Refused as refused:
-                named = {name for name in EXTENSIONS if name in sent and name in refused.reason}
-                if refused.status not in REFUSALS or not named:
+                if constraint := _names(refused, [name for name in CONSTRAINTS if name in sent]):
+                    if "response_format" in constraint and chat and first is None:
+                        self._schema_as_grammar, first = True, refused  # and for later requests
+                        continue
+                    assert sampling.constraint is not None
+                    named = ["response_format", *constraint] if first is not None else constraint
+                    raise self._refused_constraint(sampling.constraint, first or refused, named) from None
+                named = set(_names(refused, [name for name in EXTENSIONS if name in sent]))
+                if not named:
                     raise self._error(refused, path) from None
                 self._dropped |= named
+
+    def _refused_constraint(
+        self, constraint: Schema, refused: _Refused, fields: list[str]
+    ) -> ConstraintRefused:
+        """The error for a server that refused the fields a constraint went in (with its first reason)."""
+        what = "GBNF grammars" if constraint.schema is None else "JSON schemas"
+        reason = " ".join(refused.reason.split())
+        reason = reason if len(reason) <= 160 else reason[:159] + "…"
+        return ConstraintRefused(
+            f"the server at {self.http.url} does not take {what}: it refused {' and '.join(fields)} "
+            f"({refused.status}: {reason})",
+            hint="run the model on llama-server or vLLM, which do, or here without --backend",
+        )
 
     def _stream(self, path: str, payload: dict[str, Any], gen: Generation) -> Iterator[str]:
         stats, sampling = gen.stats, gen.sampling
@@ -452,7 +513,7 @@ class RemoteEngine:
         generated = used = 0  # tokens generated by the requests before this one, and by this one
         reasoning: int | None = None  # thinking tokens, where the server's usage counts them
         prompt_tokens = 0
-        events: Iterator[dict[str, Any]] = iter(())
+        events: Iterator[dict[str, Any]] = (e for e in ())  # closeable, should the first request fail
         overrides: dict[str, Any] | None = {}
         self._slots.acquire()
         start = time.perf_counter()
@@ -552,6 +613,21 @@ class RemoteEngine:
         """Free the local tokenizer, if any (connections close after each request)."""
         if self._vocabulary is not None:
             self._vocabulary.close()
+
+
+def _constraint_fields(constraint: Schema, *, chat: bool, as_grammar: bool) -> dict[str, Any]:
+    """What a request carries for --schema/--grammar (see the module's docstring). llama-server takes
+    `grammar` or a schema, not both, in one request; each server ignores the fields it does not know."""
+    grammar = constraint.grammar
+    if constraint.schema is None:
+        return {"grammar": grammar, "structured_outputs": {"grammar": grammar}}
+    if chat and as_grammar:
+        return {"grammar": grammar}
+    schema = {"name": "record", "schema": constraint.schema, "strict": True}
+    fields: dict[str, Any] = {"response_format": {"type": "json_schema", "json_schema": schema}}
+    if not chat:
+        fields["grammar"] = grammar  # llama.cpp's servers do not read response_format on completions
+    return fields
 
 
 def _think_fields(plan: ThinkPlan) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 
 from llmcli.errors import UsageError
 from llmcli.reasoning import ThinkPlan
+from llmcli.structured import Schema
 
 DEFAULT_TEMPERATURE = 0.8
 DEFAULT_TOP_P = 0.95
@@ -43,6 +44,7 @@ class SamplingConfig:
     stop: tuple[str, ...] = ()
     ignore_eos: bool = False  # keep going past end-of-generation tokens (benchmarks)
     think: ThinkPlan | None = None  # for a thinking model: split its thinking off, within a budget
+    constraint: Schema | None = None  # a grammar (and schema) the output must follow
 
     @classmethod
     def from_options(

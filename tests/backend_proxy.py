@@ -58,7 +58,8 @@ def start_server(model: Path, port: int, *, api_key: str, n_ctx: int = 1024) -> 
 
 
 class Proxy(ThreadingHTTPServer):
-    """Forwards to upstream; records generation requests; can answer 429, hide endpoints, or die."""
+    """Forwards to upstream; records generation requests; can answer 429, hide endpoints, refuse or drop
+    fields, or die."""
 
     daemon_threads = True
     block_on_close = False
@@ -73,6 +74,7 @@ class Proxy(ThreadingHTTPServer):
         self.die_after: int | None = None  # generation requests served before dying mid-answer
         self.delay = 0.0  # seconds each generation request waits, as on a busy server
         self.reject: tuple[str, ...] = ()  # fields refused with 400 (naming them), as a strict server does
+        self.ignore: tuple[str, ...] = ()  # fields dropped before forwarding, as a lax server ignores them
         self.template: ChatTemplate | None = None  # set: conversations as llama-server has them (above)
         self.prompts: list[str] = []  # in that mode: the prompts rendered, and what the model wrote after
         self.outputs: list[str] = []
@@ -128,6 +130,9 @@ class _Handler(BaseHTTPRequestHandler):
                 if refused := [name for name in proxy.reject if name in sent]:
                     self._answer(400, {"error": {"message": f"Unrecognized request arguments: {refused}"}})
                     return
+                if any(name in sent for name in proxy.ignore):
+                    sent = {k: v for k, v in sent.items() if k not in proxy.ignore}
+                    body = json.dumps(sent).encode()
                 if proxy.template is not None and self.path == "/v1/chat/completions":
                     self._like_llama_server(sent, proxy.template)
                     return

@@ -51,6 +51,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "Translate text or documents, keeping paragraphs, line breaks, Markdown and code blocks exactly.",
     ),
     "sessions": ("llmcli.cli.chat", "List, show, export and remove saved chat sessions."),
+    "extract": (
+        "llmcli.cli.extract",
+        "Turn documents into JSON records under a schema, one per document, resumable.",
+    ),
     "eval": (
         "llmcli.cli.evaluate",
         "Score models on your own data: ROUGE for summaries, BLEU and chrF for translations.",

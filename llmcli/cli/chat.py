@@ -18,6 +18,7 @@ from llmcli.cli.options import (
     Files,
     FlashAttn,
     GpuLayers,
+    GrammarOption,
     Greedy,
     HideThinking,
     MaxTokens,
@@ -27,6 +28,7 @@ from llmcli.cli.options import (
     PromptCacheFlag,
     ReasoningBudget,
     RepeatPenalty,
+    SchemaOption,
     Seed,
     Stop,
     Temperature,
@@ -37,6 +39,7 @@ from llmcli.cli.options import (
     Verbose,
     complete_session,
 )
+from llmcli.cli.options import constraint as make_constraint
 from llmcli.cli.options import sampling as make_sampling
 from llmcli.cli.options import settings as make_settings
 from llmcli.cli.options import thinking as make_thinking
@@ -86,6 +89,8 @@ def chat(
     think: Think = None,
     reasoning_budget: ReasoningBudget = None,
     hide_thinking: HideThinking = False,
+    schema: SchemaOption = None,
+    grammar: GrammarOption = None,
     stats: Annotated[
         bool, typer.Option("--stats/--no-stats", help="A dim footer with tokens and speed.")
     ] = True,
@@ -118,6 +123,7 @@ def chat(
     config = make_sampling(params)
     settings = make_settings(params)
     thinking = make_thinking(params, "auto")
+    constraint = make_constraint(params)
     if system is not None and system_file is not None:
         raise UsageError("give --system or --system-file, not both")
     if system_file is not None:
@@ -149,7 +155,7 @@ def chat(
         settings, verbose=verbose, offline=offline, progress=DownloadBar(env), prompt_cache=prompt_cache
     )
     record.model = loaded.name
-    sampling = replace(config, stop=config.stop + loaded.stop_strings())
+    sampling = replace(config, stop=config.stop + loaded.stop_strings(), constraint=constraint)
     conversation = Chat(
         loaded.engine, loaded.chat_template(), sampling, system=record.system, messages=record.messages
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Annotated
 
 import typer
@@ -18,6 +19,7 @@ from llmcli.cli.options import (
     Files,
     FlashAttn,
     GpuLayers,
+    GrammarOption,
     Greedy,
     HideThinking,
     IgnoreEos,
@@ -28,6 +30,7 @@ from llmcli.cli.options import (
     PromptCacheFlag,
     ReasoningBudget,
     RepeatPenalty,
+    SchemaOption,
     Seed,
     Stop,
     Temperature,
@@ -36,6 +39,9 @@ from llmcli.cli.options import (
     TopK,
     TopP,
     Verbose,
+)
+from llmcli.cli.options import (
+    constraint as make_constraint,
 )
 from llmcli.cli.options import (
     sampling as make_sampling,
@@ -76,6 +82,8 @@ def complete(
     think: Think = None,
     reasoning_budget: ReasoningBudget = None,
     hide_thinking: HideThinking = False,
+    schema: SchemaOption = None,
+    grammar: GrammarOption = None,
     stats: Annotated[bool, typer.Option("--stats", help="Print token counts and speed to stderr.")] = False,
     json_out: Annotated[
         bool,
@@ -94,6 +102,7 @@ def complete(
     stdin comes first, then a blank line, then PROMPT. Each -f file goes before PROMPT, in order
     (`-f -` puts stdin among them). Ctrl-C stops and keeps what was printed. A thinking model's
     thinking never reaches stdout: on a terminal it streams dimmed on stderr; --json has it apart.
+    With --schema or --grammar the text is constrained as it is generated and checked at the end.
     """
     params = dict(locals())
     from llmcli.environment import Environment
@@ -105,7 +114,7 @@ def complete(
     from llmcli.tasks.complete import complete as run_complete
 
     env = Environment.from_system()
-    sampling = make_sampling(params)
+    sampling = replace(make_sampling(params), constraint=make_constraint(params))
     settings = make_settings(params)
     thinking = make_thinking(params, "auto")
     names = [str(p) for p in file or ()]
@@ -159,6 +168,8 @@ def complete(
         note(env, reason)
     if result.finish_reason == "interrupted":
         raise typer.Exit(ExitCode.INTERRUPTED)
+    if sampling.constraint is not None:
+        sampling.constraint.check(result.text)  # valid by construction, unless cut short
 
 
 @app.command()

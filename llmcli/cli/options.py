@@ -321,6 +321,44 @@ Files = Annotated[
 ]
 
 
+# --- structured output -------------------------------------------------------------------------
+
+SchemaOption = Annotated[
+    str | None,
+    typer.Option(
+        "--schema",
+        help="Output must be JSON under this JSON Schema: a .json file, inline JSON, `object` (any JSON "
+        "object), or fields such as 'title, date: date, people: list, amount: number'.",
+        show_default=False,
+        rich_help_panel="Structured output",
+    ),
+]
+GrammarOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--grammar",
+        help="Output must follow this GBNF grammar file (llama.cpp's format; root is the start rule).",
+        show_default=False,
+        rich_help_panel="Structured output",
+    ),
+]
+
+
+def constraint(params: dict[str, Any]) -> Any:
+    """The Schema (grammar and JSON Schema) that --schema or --grammar asks for, or None."""
+    from llmcli.errors import UsageError
+    from llmcli.structured import ANY_OBJECT, Schema, compile_schema, load_schema, read_grammar
+
+    schema, grammar = params.get("schema"), params.get("grammar")
+    if schema is not None and grammar is not None:
+        raise UsageError("give --schema or --grammar, not both")
+    if grammar is not None:
+        return Schema(None, read_grammar(grammar))
+    if schema is None:
+        return None
+    return compile_schema(ANY_OBJECT if schema.strip() == "object" else load_schema(schema))
+
+
 # --- thinking models ---------------------------------------------------------------------------
 
 

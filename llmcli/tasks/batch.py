@@ -55,6 +55,9 @@ class Output:
     out_file: Path | None = None
     suffix: str = ".summary.md"
     text_suffix: bool = False
+    records: bool = (
+        False  # outputs are JSON values: a JSONL line holds it as "record", stdout a line per input
+    )
 
     def target(self, relative: Path) -> Path | None:
         """The output file for an input that mirrors to `relative`; None when output is not to files."""
@@ -100,9 +103,10 @@ class Ledger:
         return record
 
     def record(self, result: ItemResult) -> None:
-        self.records[result.path] = {
-            k: v for k, v in asdict(result).items() if self.output.jsonl is not None or k != "text"
-        }
+        entry = {k: v for k, v in asdict(result).items() if self.output.jsonl is not None or k != "text"}
+        if self.output.records and "text" in entry:
+            entry["record"] = json.loads(entry.pop("text"))
+        self.records[result.path] = entry
         path = self.path
         if path is None:
             return
@@ -151,7 +155,11 @@ def run_batch(
         while shown in results:
             done = results[shown]
             if to_stdout and emit is not None and done.status == "done":
-                emit(_shown(done.text or "", sources[shown].display, total > 1, shown == total - 1))
+                if output.records:  # one JSON line per input, naming it
+                    line = {"path": sources[shown].display, "record": json.loads(done.text or "null")}
+                    emit(json.dumps(line, ensure_ascii=False) + "\n")
+                else:
+                    emit(_shown(done.text or "", sources[shown].display, total > 1, shown == total - 1))
             shown += 1
 
     def finish(i: int, name: str, key: str, started: float, outcome: Callable[[], tuple[str, int]]) -> None:

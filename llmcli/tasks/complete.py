@@ -42,6 +42,8 @@ def complete(
     `off` closes thinking at once (a raw prompt has no template switch).
     """
     fmt, thinking = think
+    if sampling.constraint is not None:
+        fmt = None  # the grammar rules thinking out from the first token: the prompt stays the user's
     sent, plan = plan_for(prompt, fmt, thinking.mode, thinking.budget)
     tokens: str | list[int] = sent
     if sent != prompt and not engine.takes_messages:
