@@ -552,8 +552,11 @@ class LocalEngine:
         self.info: GGUFInfo = read_gguf(self.model_path)
         set_verbose(options.verbose)
         lib = self._lib = _llama()
-        self._model = self._ctx = self._batch = None
+        self._model = self._ctx = None
+        self._batch: Any = None
         self._active: Generation | None = None  # one generation at a time owns the context
+        # Told (evaluated, total) after each batch of a prompt longer than one batch (a renderer shows it).
+        self.prompt_meter: Callable[[int, int], None] | None = None
         self._draft_model: LocalEngine | None = None
         label = f"{self.model_path.name} ({self.info.quantization})"
         crash.note(f"loading {label}")
@@ -1052,11 +1055,18 @@ class LocalEngine:
         return common
 
     def _decode(self, tokens: Sequence[int], start: int) -> None:
-        """Evaluate tokens at positions start.. in batches; logits only for the last one."""
+        """Evaluate tokens at positions start.. in batches; logits only for the last one.
+
+        A prompt of several batches reports (evaluated, total) to `prompt_meter` after each; Ctrl-C
+        between batches leaves the cache holding exactly the batches done.
+        """
+        meter = self.prompt_meter if len(tokens) > self.n_batch else None
         for offset in range(0, len(tokens), self.n_batch):
             chunk = tokens[offset : offset + self.n_batch]
             last = offset + len(chunk) == len(tokens)
             self._submit(chunk, start + offset, len(chunk) - last, len(chunk))
+            if meter is not None:
+                meter(offset + len(chunk), len(tokens))
 
     def _decode_rows(self, tokens: list[int], start: int) -> None:
         """Evaluate a few tokens (fewer than a batch) at positions start.., with logits for each."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import unicodedata
 from collections.abc import Iterator
 from typing import Any
@@ -68,6 +69,51 @@ class ThoughtPrinter:
             self._open = False
             self.env.stderr.write("\n\n")
             self.env.stderr.flush()
+
+
+class PromptMeter:
+    """How a long prompt's evaluation goes, on stderr: tokens done, rate and time left.
+
+    On a terminal one line, redrawn (from a second in), and cleared at the end; elsewhere a line
+    every ten seconds, so a log shows that work goes on.
+    """
+
+    def __init__(self, env: Environment, *, after: float = 1.0, every: float = 10.0) -> None:
+        self.env = env
+        self.after, self.every = after, every
+        self._start: float | None = None
+        self._shown = 0.0  # when a line was last written (0: never)
+
+    def __call__(self, done: int, total: int) -> None:
+        now = time.monotonic()
+        if self._start is None or done <= 0:
+            self._start = now
+        elapsed = now - self._start
+        tty = self.env.stderr_isatty
+        if done >= total:
+            if tty and self._shown:
+                self.env.stderr.write("\r\x1b[K")
+                self.env.stderr.flush()
+            self._start, self._shown = None, 0.0
+            return
+        due = elapsed >= self.after if tty else (elapsed >= self.every and now - self._shown >= self.every)
+        if not due or elapsed <= 0:
+            return
+        rate = done / elapsed
+        left = (total - done) / rate if rate > 0 else 0.0
+        line = f"prompt {done:,} / {total:,} tokens · {rate:,.0f} t/s · {_duration(left)} left"
+        if tty:
+            self.env.stderr.write(f"\r{DIM}{line}{RESET}\x1b[K" if self.env.color else f"\r{line}\x1b[K")
+        else:
+            self.env.stderr.write(line + "\n")
+        self.env.stderr.flush()
+        self._shown = now
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    return f"{int(seconds // 60)} min {int(seconds % 60):02} s"
 
 
 _AMX_VERDICTS = {

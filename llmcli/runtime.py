@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
@@ -71,6 +72,12 @@ class LoadedModel:
         """Generations at once: sequences in the context, or requests in flight to a server."""
         return self.parallel.n_parallel if self.parallel else getattr(self.engine, "n_parallel", 1)
 
+    def local(self) -> LocalEngine:
+        """The engine of a model that runs here (commands with no --backend option load no other)."""
+        if not isinstance(self.engine, LocalEngine):
+            raise UsageError(f"{self.name} runs on a server: this command needs the model itself")
+        return self.engine
+
     def __enter__(self) -> LoadedModel:
         return self
 
@@ -111,6 +118,7 @@ def load_model(
     parallel: int = 1,
     auto_parallel: bool = False,
     draft_model: str | None = None,
+    prompt_meter: Callable[[int, int], None] | None = None,
 ) -> LoadedModel:
     """Resolve (downloading it first if needed) and load the settings' model.
 
@@ -119,6 +127,7 @@ def load_model(
     auto_parallel, fewer when a share would drop below MIN_SEQUENCE_CTX tokens.
     draft_model: a small model of the same vocabulary that drafts for speculative decoding (one
     sequence at a time only: with several, drafts are not used, so it is not loaded).
+    prompt_meter: told (evaluated, total) while a long prompt is evaluated (one sequence at a time).
     """
     if parallel < 1:
         raise UsageError(f"--parallel must be >= 1, got {parallel}")
@@ -147,6 +156,7 @@ def load_model(
         parallel = max(1, min(parallel, total // MIN_SEQUENCE_CTX))
     options = replace(options, n_seq_max=parallel)
     engine = LocalEngine(path, options)
+    engine.prompt_meter = prompt_meter
     if engine.ctx_capped and progress:
         progress.note(
             f"context {engine.n_ctx:,} tokens: the model was trained on {engine.n_ctx_train:,}, but a longer "
@@ -182,17 +192,3 @@ def _load_remote(settings: Settings, parallel: int) -> LoadedModel:
         parallel=parallel,
     )
     return LoadedModel(RemoteEngine(options, local_copy), None)
-
-
-def open_engine(
-    settings: Settings,
-    *,
-    verbose: bool = False,
-    offline: bool = False,
-    progress: Progress | None = None,
-    prompt_cache: bool = False,
-) -> LocalEngine:
-    """The engine alone, for commands that need no chat template."""
-    return load_model(
-        settings, verbose=verbose, offline=offline, progress=progress, prompt_cache=prompt_cache
-    ).engine

@@ -221,8 +221,8 @@ def pick_quant(files: list[str], quant: str) -> list[str]:
         if f.lower().endswith(".gguf")
         and "mmproj" not in f.lower()
         and quant_of(f) == quant.upper()
-        and (not _SPLIT.match(f) or int(_SPLIT.match(f)["part"]) == 1)
-    ]  # type: ignore[index]
+        and ((split := _SPLIT.match(f)) is None or int(split["part"]) == 1)
+    ]
     if not candidates:
         return []
     best = min(candidates, key=lambda f: (f.count("/"), len(f)))

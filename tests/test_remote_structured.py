@@ -11,16 +11,15 @@ from __future__ import annotations
 
 import json
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import jsonschema
 import pytest
-from backend_proxy import Proxy, free_port, start_server
+from backend_proxy import Proxy
+from test_remote import WITH_KEY, proxy, server
 
 Run = Callable[..., subprocess.CompletedProcess[str]]
-KEY = "test-key"
-WITH_KEY = {"LLMCLI_API_KEY": KEY}
 SCHEMA = {
     "type": "object",
     "properties": {
@@ -32,23 +31,7 @@ SCHEMA = {
     "additionalProperties": False,
 }
 PROMPT = "Paris is the capital of France. As JSON:"
-
-
-@pytest.fixture(scope="module")
-def server(stories: Path) -> Iterator[int]:
-    port = free_port()
-    proc = start_server(stories, port, api_key=KEY)
-    yield port
-    proc.kill()
-    proc.wait()
-
-
-@pytest.fixture
-def proxy(server: int) -> Iterator[Proxy]:
-    front = Proxy(server)
-    yield front
-    front.shutdown()
-    front.server_close()
+__all__ = ["proxy", "server"]  # the fixtures, shared with test_remote (a server of their own per module)
 
 
 @pytest.fixture

@@ -180,7 +180,7 @@ def main(argv: list[str] | None = None) -> None:
 def _run(argv: list[str] | None) -> int:
     """The app's exit code; every failure becomes one line on stderr."""
     # Typer may vendor its own click: find its usage-error class through a public name.
-    usage_error = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
+    usage_error: type[Exception] = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
     debug = bool(os.environ.get("LLMCLI_DEBUG")) or "--debug" in (argv or sys.argv)
     code: int = ExitCode.OK
     try:

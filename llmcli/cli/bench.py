@@ -81,7 +81,7 @@ def bench(
     settings = make_settings(params)
     loaded = load_model(settings, verbose=verbose, offline=offline, progress=DownloadBar(env))
     facts = build_info()
-    with loaded.engine as engine:
+    with loaded.local() as engine:
         plan.check_context(engine.n_ctx)
         ngl = engine.gpu_layers if facts.gpu_offload else 0
         flash = parse_flash_attn(settings.flash_attn)

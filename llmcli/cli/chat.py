@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -15,6 +15,7 @@ from llmcli.cli.options import (
     CacheTypeK,
     CacheTypeV,
     Ctx,
+    DraftTokens,
     Files,
     FlashAttn,
     GpuLayers,
@@ -30,6 +31,7 @@ from llmcli.cli.options import (
     RepeatPenalty,
     SchemaOption,
     Seed,
+    Speculative,
     Stop,
     Temperature,
     Think,
@@ -40,7 +42,11 @@ from llmcli.cli.options import (
     complete_session,
 )
 from llmcli.cli.options import constraint as make_constraint
+from llmcli.cli.options import lookup as make_lookup
 from llmcli.cli.options import sampling as make_sampling
+
+if TYPE_CHECKING:
+    from llmcli.templates import ChatTemplate
 from llmcli.cli.options import settings as make_settings
 from llmcli.cli.options import thinking as make_thinking
 
@@ -96,6 +102,8 @@ def chat(
     ] = True,
     plain: Annotated[bool, typer.Option("--plain", help="Raw text instead of rendered Markdown.")] = False,
     prompt_cache: PromptCacheFlag = False,
+    speculative: Speculative = True,
+    draft_tokens: DraftTokens = 8,
     offline: Offline = False,
     verbose: Verbose = False,
 ) -> None:
@@ -114,7 +122,7 @@ def chat(
     from llmcli.config import Paths
     from llmcli.environment import Environment
     from llmcli.errors import ContextOverflowError, UsageError
-    from llmcli.render import DownloadBar, PlainScreen, chat_screen, note
+    from llmcli.render import DownloadBar, PlainScreen, PromptMeter, chat_screen, note
     from llmcli.repl import Repl
     from llmcli.runtime import load_model
     from llmcli.tasks.complete import count_tokens, files_overflow, read_files, read_note, with_files
@@ -152,7 +160,12 @@ def chat(
         record.system = system or None
 
     loaded = load_model(
-        settings, verbose=verbose, offline=offline, progress=DownloadBar(env), prompt_cache=prompt_cache
+        settings,
+        verbose=verbose,
+        offline=offline,
+        progress=DownloadBar(env),
+        prompt_cache=prompt_cache,
+        prompt_meter=PromptMeter(env),
     )
     record.model = loaded.name
     sampling = replace(config, stop=config.stop + loaded.stop_strings(), constraint=constraint)
@@ -160,6 +173,7 @@ def chat(
         loaded.engine, loaded.chat_template(), sampling, system=record.system, messages=record.messages
     )
     conversation.think, conversation.reasoning_budget = thinking.mode, thinking.budget
+    conversation.lookup = make_lookup(params)
     try:
         if piped is not None:
             files = count_tokens(conversation.engine, files)
@@ -178,7 +192,7 @@ def chat(
                 store.save(record)
             return
 
-        def load_other(ref: str) -> tuple[object, object, str]:
+        def load_other(ref: str) -> tuple[Any, ChatTemplate, str]:
             other = load_model(
                 settings.merged(model=ref),
                 verbose=verbose,

@@ -16,6 +16,7 @@ from llmcli.cli.options import (
     CacheTypeK,
     CacheTypeV,
     Ctx,
+    DraftTokens,
     Files,
     FlashAttn,
     GpuLayers,
@@ -32,6 +33,7 @@ from llmcli.cli.options import (
     RepeatPenalty,
     SchemaOption,
     Seed,
+    Speculative,
     Stop,
     Temperature,
     Think,
@@ -42,6 +44,9 @@ from llmcli.cli.options import (
 )
 from llmcli.cli.options import (
     constraint as make_constraint,
+)
+from llmcli.cli.options import (
+    lookup as make_lookup,
 )
 from llmcli.cli.options import (
     sampling as make_sampling,
@@ -93,6 +98,8 @@ def complete(
         ),
     ] = False,
     prompt_cache: PromptCacheFlag = False,
+    speculative: Speculative = True,
+    draft_tokens: DraftTokens = 8,
     offline: Offline = False,
     verbose: Verbose = False,
 ) -> None:
@@ -108,7 +115,7 @@ def complete(
     from llmcli.environment import Environment
     from llmcli.errors import ContextOverflowError
     from llmcli.reasoning import THINK
-    from llmcli.render import DownloadBar, ThoughtPrinter, finish_note, note, stats_line
+    from llmcli.render import DownloadBar, PromptMeter, ThoughtPrinter, finish_note, note, stats_line
     from llmcli.runtime import load_model
     from llmcli.tasks.complete import build_prompt, count_tokens, files_overflow, read_files, read_note
     from llmcli.tasks.complete import complete as run_complete
@@ -122,7 +129,12 @@ def complete(
     files = read_files(names, stdin=env.stdin.read)
     text = build_prompt(stdin_text, prompt, files)
     with load_model(
-        settings, verbose=verbose, offline=offline, progress=DownloadBar(env), prompt_cache=prompt_cache
+        settings,
+        verbose=verbose,
+        offline=offline,
+        progress=DownloadBar(env),
+        prompt_cache=prompt_cache,
+        prompt_meter=PromptMeter(env),
     ) as loaded:
         engine = loaded.engine
         # A server's template is not known here: its models' thinking is taken to be <think>-marked.
@@ -139,7 +151,13 @@ def complete(
 
         try:
             result = run_complete(
-                engine, text, sampling, answer, think=(fmt, thinking), emit_thought=thoughts
+                engine,
+                text,
+                sampling,
+                answer,
+                think=(fmt, thinking),
+                emit_thought=thoughts,
+                lookup=make_lookup(params),
             )
         except ContextOverflowError as exc:
             if not files:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -62,12 +63,17 @@ OutDir = Annotated[
 ]
 
 
+def _advance(bar: Any, name: str, done: int, total: int) -> None:
+    bar(done, total, name)
+
+
 def _each_model(env: Environment, params: dict[str, Any], models: list[str] | None) -> Iterator[LoadedModel]:
     """Load each -m model in turn (the configured default when none), yielding it while it is open."""
     from llmcli.render import DownloadBar
     from llmcli.runtime import load_model
 
-    for name in models or [None]:
+    names: list[str | None] = [*models] if models else [None]
+    for name in names:
         settings = make_settings({**params, "model": name})
         loaded = load_model(
             settings, offline=params["offline"], verbose=params["verbose"], progress=DownloadBar(env)
@@ -124,9 +130,7 @@ def perplexity(
     for loaded in _each_model(env, params, models):
         name = loaded.display_name
         note(env, f"{name}: scoring {file}")
-        result = measure(
-            loaded.engine, text, ctx, stride, progress=lambda done, total, name=name: bar(done, total, name)
-        )
+        result = measure(loaded.local(), text, ctx, stride, progress=partial(_advance, bar, name))
         bar.close()
         reports.append({"model": name, **result.to_dict()})
         rows.append(
@@ -398,7 +402,8 @@ def eval_translate(
         return produce, [asdict(options), repr(sampling)]
 
     runs = _run_all(env, params, items, lambda model: f"{src.stem}.{model}.{code}.jsonl", build)
-    rows, reports, signatures = [], [], {}
+    rows, reports = [], []
+    signatures: dict[str, Any] = {}
     for run in runs:
         atomic_write_text(run.kept.with_suffix(".txt"), "".join(p.output + "\n" for p in run.outputs))
         means, per_item, signatures = score_translations(items, run.outputs, options.target)

@@ -180,6 +180,7 @@ def translate(
     prompts = load_prompts(prompt_file)
     args = inputs or []
     from_text = _is_text_argument(args)
+    stdin: bytes | None
     if from_text:
         sources, stdin = [Source(None, "<text>", Path("text.txt"))], args[0].encode("utf-8")
     else:

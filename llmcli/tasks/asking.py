@@ -6,6 +6,7 @@ cache keeps that prefix: it is evaluated once per run, not once per chunk or fil
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 
 from llmcli.chat import Chat
@@ -59,7 +60,7 @@ class Asker:
         """The model's answer to message alone; Ctrl-C during generation raises KeyboardInterrupt."""
         return self._count(self._ask_in(self.chat, message, max_tokens))
 
-    def ask_all(self, requests: list[tuple[str, int | None]]) -> list[Completion]:
+    def ask_all(self, requests: Sequence[tuple[str, int | None]]) -> list[Completion]:
         """Answers to (message, max_tokens) requests, in order; at once on a parallel engine."""
         parallel = min(getattr(self.engine, "n_parallel", 1), len(requests))
         if parallel <= 1:

@@ -35,11 +35,13 @@ def complete(
     *,
     think: tuple[ThinkFormat | None, Thinking] = (None, Thinking()),
     emit_thought: Callable[[str], None] = lambda _t: None,
+    lookup: int = 0,
 ) -> Completion:
     """Generate after prompt, passing each answer piece to emit; Ctrl-C ends it as 'interrupted'.
 
     think: a thinking model's format and settings. Its thinking goes to emit_thought, never to emit;
-    `off` closes thinking at once (a raw prompt has no template switch).
+    `off` closes thinking at once (a raw prompt has no template switch). lookup: prompt-lookup draft
+    tokens per step (0: plain decoding; the output is the same either way).
     """
     fmt, thinking = think
     if sampling.constraint is not None:
@@ -50,7 +52,7 @@ def complete(
         # The text is the user's (special tokens spelled in it stay text); the closed block is markers.
         closed = sent[len(prompt) :]
         tokens = engine.tokenize(prompt) + engine.tokenize(closed, add_special=False, parse_special=True)
-    generation = engine.generate(tokens, replace(sampling, think=plan) if plan else sampling)
+    generation = engine.generate(tokens, replace(sampling, think=plan) if plan else sampling, lookup=lookup)
     try:
         for piece in generation:
             (emit_thought if isinstance(piece, Thought) else emit)(piece)

@@ -53,7 +53,7 @@ def load_summary_data(path: Path, limit: int | None = None) -> list[Item]:
         where = f"{path}:{number}"
         try:
             record = json.loads(line)
-        except ValueError as exc:
+        except json.JSONDecodeError as exc:
             raise UsageError(f"{where}: not JSON ({exc.msg})") from None
         if not isinstance(record, dict):
             raise UsageError(f"{where}: expected a JSON object")

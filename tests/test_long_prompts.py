@@ -1,0 +1,86 @@
+"""Long prompts show how their evaluation goes, Ctrl-C during one stops cleanly; prompt lookup by default."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from llmcli.engine import EngineOptions, LocalEngine
+from llmcli.environment import Environment
+from llmcli.render import PromptMeter
+from llmcli.sampling import SamplingConfig
+
+Run = Callable[..., subprocess.CompletedProcess[str]]
+GREEDY = SamplingConfig(temperature=0.0, max_tokens=24)
+
+
+def env(tty: bool) -> tuple[Environment, io.StringIO]:
+    err = io.StringIO()
+    return Environment(io.BytesIO(), io.BytesIO(), err, False, False, tty, {"NO_COLOR": "1"}), err
+
+
+def test_the_meter_redraws_one_line_on_a_terminal_and_clears_it() -> None:
+    e, err = env(tty=True)
+    meter = PromptMeter(e, after=0.0)
+    meter(0, 3000)
+    meter(1000, 3000)
+    meter(2000, 3000)
+    meter(3000, 3000)
+    text = err.getvalue()
+    assert text.count("\r") == 3 and text.endswith("\r\x1b[K")
+    assert "prompt 2,000 / 3,000 tokens · " in text and " t/s · " in text and " s left" in text
+
+
+def test_off_a_terminal_the_meter_writes_a_line_now_and_then() -> None:
+    e, err = env(tty=False)
+    meter = PromptMeter(e, every=0.0)
+    for done in (0, 512, 1024, 1536):
+        meter(done, 1536)
+    lines = err.getvalue().splitlines()
+    assert [line.split(" tokens")[0] for line in lines] == ["prompt 512 / 1,536", "prompt 1,024 / 1,536"]
+
+
+def test_the_engine_reports_each_batch_and_a_ctrl_c_between_batches_leaves_it_exact(stories: Path) -> None:
+    seen: list[tuple[int, int]] = []
+    with LocalEngine(stories, EngineOptions(n_ctx=6144)) as engine:
+        prompt = engine.tokenize("Once upon a time, there was a little girl. " * 400)
+        assert len(prompt) > 2 * engine.n_batch
+        expected = engine.generate(prompt, GREEDY).run().tokens
+        engine.generate(engine.tokenize("The cat"), GREEDY).run()  # another prompt in the cache
+
+        def interrupt(done: int, total: int) -> None:
+            seen.append((done, total))
+            if len(seen) == 2:
+                raise KeyboardInterrupt
+
+        engine.prompt_meter = interrupt
+        generation = engine.generate(prompt, GREEDY)
+        with pytest.raises(KeyboardInterrupt):
+            generation.run()
+        assert generation.completion().finish_reason == "interrupted"
+        (first, total), (second, _) = seen
+        assert (first, second) == (engine.n_batch, 2 * engine.n_batch) and total >= len(prompt) - 1
+        engine.prompt_meter = None
+        assert engine.generate(prompt, GREEDY).run().tokens == expected
+
+
+def test_complete_drafts_from_the_prompt_by_default_and_the_output_is_the_same(
+    run_cli: Run, stories: Path
+) -> None:
+    story = (
+        "Once upon a time, there was a little girl named Lily. She loved to play outside in the park. " * 3
+    )
+    runs = {
+        flag: json.loads(
+            run_cli("complete", "-m", str(stories), "--greedy", "-n", "48", "--json", *flag, story).stdout
+        )
+        for flag in ((), ("--no-speculative",))
+    }
+    on, off = runs[()], runs[("--no-speculative",)]
+    assert on["text"] == off["text"]
+    assert on["drafted_tokens"] > 0 and off["drafted_tokens"] == 0
