@@ -110,6 +110,13 @@ class PromptMeter:
         self._shown = now
 
 
+def thinking_note(asked: bool, thinks: bool) -> str | None:
+    """The note for --think or --reasoning-budget given to a model whose template shows no thinking."""
+    if asked and not thinks:
+        return "this model's chat template shows no thinking: --think and --reasoning-budget change nothing"
+    return None
+
+
 def _duration(seconds: float) -> str:
     if seconds < 60:
         return f"{seconds:.0f} s"

@@ -249,3 +249,9 @@ def test_the_repl_switches_thinking_and_its_budget(thinker: Callable[[str], Thin
     assert "thinking: off" in err and "thinking  on, at most 2 tokens" in err
     assert "11 tokens (5 thinking) ·" in err  # the footer counts them apart: markers and answer are the rest
     assert "error: think must be on, off or auto" in err
+
+
+def test_thinking_flags_on_a_model_that_does_not_think_say_so(run_cli: Run, stories: Path) -> None:
+    result = run_cli("complete", "-m", str(stories), "--greedy", "-n", "4", "--think", "off", "Once")
+    assert result.returncode == 0 and "shows no thinking" in result.stderr
+    assert "shows no thinking" not in run_cli("complete", "-m", str(stories), "-n", "2", "Once").stderr

@@ -122,7 +122,7 @@ def chat(
     from llmcli.config import Paths
     from llmcli.environment import Environment
     from llmcli.errors import ContextOverflowError, UsageError
-    from llmcli.render import DownloadBar, PlainScreen, PromptMeter, chat_screen, note
+    from llmcli.render import DownloadBar, PlainScreen, PromptMeter, chat_screen, note, thinking_note
     from llmcli.repl import Repl
     from llmcli.runtime import load_model
     from llmcli.tasks.complete import count_tokens, files_overflow, read_files, read_note, with_files
@@ -174,6 +174,9 @@ def chat(
     )
     conversation.think, conversation.reasoning_budget = thinking.mode, thinking.budget
     conversation.lookup = make_lookup(params)
+    thinks = conversation.template.think_format is not None or conversation.engine.takes_messages
+    if said := thinking_note(think is not None or reasoning_budget is not None, thinks):
+        note(env, said)
     try:
         if piped is not None:
             files = count_tokens(conversation.engine, files)

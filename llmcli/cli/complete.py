@@ -115,7 +115,15 @@ def complete(
     from llmcli.environment import Environment
     from llmcli.errors import ContextOverflowError
     from llmcli.reasoning import THINK
-    from llmcli.render import DownloadBar, PromptMeter, ThoughtPrinter, finish_note, note, stats_line
+    from llmcli.render import (
+        DownloadBar,
+        PromptMeter,
+        ThoughtPrinter,
+        finish_note,
+        note,
+        stats_line,
+        thinking_note,
+    )
     from llmcli.runtime import load_model
     from llmcli.tasks.complete import build_prompt, count_tokens, files_overflow, read_files, read_note
     from llmcli.tasks.complete import complete as run_complete
@@ -139,6 +147,9 @@ def complete(
         engine = loaded.engine
         # A server's template is not known here: its models' thinking is taken to be <think>-marked.
         fmt = loaded.chat_template().think_format if loaded.ref else THINK
+        asked = think is not None or reasoning_budget is not None
+        if said := thinking_note(asked, fmt is not None):
+            note(env, said)
         files = count_tokens(engine, files)
         for f in files:
             note(env, read_note(f))
