@@ -56,8 +56,12 @@ class Schema:
     schema: dict[str, Any] | None
     grammar: str
 
-    def check(self, text: str) -> Any:
-        """The value text holds, validated against the schema; a one-line OutputError otherwise."""
+    def check(self, text: str, *, tidy: bool = False) -> Any:
+        """The value text holds, validated against the schema; a one-line OutputError otherwise.
+
+        tidy: strip the whitespace around every string in it first (a model's stray space before a
+        closing quote is no part of a record's value).
+        """
         import jsonschema
 
         if self.schema is None:
@@ -66,12 +70,24 @@ class Schema:
             value = json.loads(text)
         except json.JSONDecodeError as exc:
             raise OutputError(f"the output is not valid JSON ({exc.msg} at character {exc.pos})") from None
+        if tidy:
+            value = _stripped(value)
         try:
             jsonschema.validate(value, self.schema)
         except jsonschema.ValidationError as exc:
             where = "/".join(str(p) for p in exc.absolute_path) or "the top level"
             raise OutputError(f"the output does not match the schema at {where}: {exc.message}") from None
         return value
+
+
+def _stripped(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.strip()
+    if isinstance(value, list):
+        return [_stripped(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _stripped(v) for k, v in value.items()}
+    return value
 
 
 class OutputError(LlmcliError):

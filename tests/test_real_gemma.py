@@ -161,11 +161,4 @@ def test_extract_twenty_documents_into_valid_records(run_cli: Run, gemma: Path, 
     together = {
         Path(line["path"]).name: line["record"] for line in map(json.loads, parallel.stdout.splitlines())
     }
-    # Batched kernels round differently (GEMMA_TIE): a near tie may add a space; nothing else may differ.
-    assert together.keys() == records.keys()
-    assert {k: _stripped(v) for k, v in together.items()} == {k: _stripped(v) for k, v in records.items()}
-    assert sum(together[k] == records[k] for k in records) >= 18
-
-
-def _stripped(record: dict[str, str]) -> dict[str, str]:
-    return {k: v.strip() for k, v in record.items()}
+    assert together == records  # a near tie (GEMMA_TIE) once added a space, which records no longer keep

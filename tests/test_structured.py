@@ -71,6 +71,7 @@ def test_a_record_is_validated_after_it_is_generated() -> None:
     }
     with pytest.raises(OutputError, match="not valid JSON"):
         PEOPLE.check('{"name": "Ann", "ag')
+    assert PEOPLE.check('{"name": " Ann ", "age": 3, "friends": ["Bo "]}', tidy=True)["friends"] == ["Bo"]
     with pytest.raises(OutputError, match="at age: 'x' is not of type 'integer'"):
         PEOPLE.check('{"name": "Ann", "age": "x", "friends": []}')
 

@@ -1,8 +1,9 @@
 """`extract`: one JSON record per document, under a schema, enforced by a grammar while it is generated.
 
 A document that fits is asked for in one go; a longer one is cut into chunks, each gives a partial
-record, and the model merges those (under the same grammar) into one. Every record is validated
-against the schema before it counts: a record cut short by -n fails its file, never half-written.
+record, and the model merges those (under the same grammar) into one. Every record, its strings
+stripped of surrounding whitespace, is validated against the schema before it counts: a record cut
+short by -n fails its file, never half-written.
 """
 
 from __future__ import annotations
@@ -111,4 +112,4 @@ class Extractor:
 
     def _ask_all(self, prompt: str, documents: list[str]) -> list[Any]:
         requests = [(prompt.format(schema=self._schema_text, document=d), None) for d in documents]
-        return [self.schema.check(c.text) for c in self.asker.ask_all(requests)]
+        return [self.schema.check(c.text, tidy=True) for c in self.asker.ask_all(requests)]
