@@ -41,7 +41,7 @@ def complete(
 
     think: a thinking model's format and settings. Its thinking goes to emit_thought, never to emit;
     `off` closes thinking at once (a raw prompt has no template switch). lookup: prompt-lookup draft
-    tokens per step (0: plain decoding; the output is the same either way).
+    tokens per step (0: plain decoding; each token is chosen as plain decoding would, up to near ties).
     """
     fmt, thinking = think
     if sampling.constraint is not None:
