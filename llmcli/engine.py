@@ -922,6 +922,10 @@ class LocalEngine:
 
         def pick(row: int, constrained: bool) -> int:
             logits = np.ctypeslib.as_array(lib.llama_get_logits_ith(ctx, row), shape=(n_vocab,))
+            if greedy and not constrained:  # the common case: an argmax over the logits as they are
+                if banned:
+                    logits[banned] = -np.inf
+                return int(logits.argmax())
             cand["id"], cand["logit"], cand["p"] = ids, logits, 0.0
             whole.data, whole.size, whole.selected, whole.sorted = data, n_vocab, -1, False
             if constrained:

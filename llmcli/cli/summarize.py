@@ -126,6 +126,7 @@ def summarize(
     )
     options.validate()
     sampling = make_sampling(params)
+    thinking = make_thinking(params, "off")  # read once: the factory below runs per document
     if out_dir is not None and jsonl is not None:
         raise UsageError("give --out-dir or --jsonl, not both")
     prompts = load_prompts(prompt_file)
@@ -145,7 +146,7 @@ def summarize(
                 prompts,
                 notify=(lambda m: note(env, m)) if verbose else None,
                 lookup=make_lookup(params),
-                thinking=make_thinking(params, "off"),
+                thinking=thinking,
             )
 
         first = summarizer()

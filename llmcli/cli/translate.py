@@ -175,6 +175,7 @@ def translate(
     if temperature is None:
         params["greedy"] = True
     sampling = make_sampling(params)
+    thinking = make_thinking(params, "off")  # read once: the factory below runs per document
     if sum(x is not None for x in (out, out_dir, jsonl)) > 1:
         raise UsageError("give only one of --out, --out-dir and --jsonl")
     prompts = load_prompts(prompt_file)
@@ -202,7 +203,7 @@ def translate(
                 prompts,
                 notify=(lambda m: note(env, m)) if verbose else None,
                 lookup=make_lookup(params),
-                thinking=make_thinking(params, "off"),
+                thinking=thinking,
             )
 
         check_split(translator().budget, loaded)
