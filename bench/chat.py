@@ -16,10 +16,10 @@ import statistics
 
 from common import SHARED, bench_model
 
-from llmcli.chat import Chat
+from llmcli.chat.conversation import Chat
+from llmcli.chat.templates import pick_template
 from llmcli.engine import EngineOptions, LocalEngine
 from llmcli.sampling import SamplingConfig
-from llmcli.templates import pick_template
 
 SYSTEM = "You are a helpful assistant. Answer briefly and precisely."
 

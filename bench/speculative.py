@@ -22,7 +22,7 @@ from pathlib import Path
 from common import chosen_model, prompt_text
 
 from llmcli.engine import EngineOptions, LocalEngine
-from llmcli.promptcache import PromptCache
+from llmcli.engine.promptcache import PromptCache
 from llmcli.sampling import SamplingConfig
 
 

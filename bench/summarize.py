@@ -18,12 +18,12 @@ from typing import Any
 
 from common import SHARED, bench_model
 
+from llmcli.chat.templates import pick_template
 from llmcli.engine import EngineOptions, Generation, LocalEngine
-from llmcli.languages import resolve_language
 from llmcli.sampling import SamplingConfig
 from llmcli.tasks.summarize import Summarizer, SummaryOptions
 from llmcli.tasks.translate import TranslateOptions, Translator
-from llmcli.templates import pick_template
+from llmcli.text.languages import resolve_language
 
 
 class Counting:

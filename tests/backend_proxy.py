@@ -20,8 +20,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from llmcli.chat.templates import ChatTemplate
 from llmcli.reasoning import ThinkMode
-from llmcli.templates import ChatTemplate
 
 
 def free_port() -> int:

@@ -18,14 +18,15 @@ from conftest import LLMCLI
 from scripted import ScriptedEngine
 from tinymodel import TEMPLATES, VOCABS, write_chat_model
 
-from llmcli.chat import Chat, SessionRecord, SessionStore, with_sampling
+from llmcli.chat.conversation import Chat, with_sampling
+from llmcli.chat.sessions import SessionRecord, SessionStore
+from llmcli.chat.templates import CHATML, PLAIN_STOP, ChatTemplate, pick_template
 from llmcli.engine import EngineOptions, LocalEngine
-from llmcli.environment import Environment
 from llmcli.errors import ContextOverflowError, UsageError
-from llmcli.render import PlainScreen
-from llmcli.repl import COMMANDS, Repl
 from llmcli.sampling import SamplingConfig
-from llmcli.templates import CHATML, PLAIN_STOP, ChatTemplate, pick_template
+from llmcli.ui.environment import Environment
+from llmcli.ui.render import PlainScreen
+from llmcli.ui.repl import COMMANDS, Repl
 
 GREEDY = SamplingConfig(temperature=0.0, max_tokens=24)
 shutil_which = shutil.which

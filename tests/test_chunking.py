@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from llmcli.chunking import Chunk, chunk_text, split_paragraphs, split_sentences
 from llmcli.engine import LocalEngine
+from llmcli.text.chunking import Chunk, chunk_text, split_paragraphs, split_sentences
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 STORIES = SHARED / "models" / "stories260K.gguf"

@@ -14,7 +14,7 @@ import pytest
 import typer
 from conftest import LLMCLI
 
-from llmcli.chat import SessionRecord, SessionStore
+from llmcli.chat.sessions import SessionRecord, SessionStore
 from llmcli.cli.app import COMMANDS, build_command
 
 Run = Callable[..., subprocess.CompletedProcess[str]]

@@ -16,7 +16,6 @@ import pytest
 from test_cli_translate import ANSWER, TEMPLATE
 from tinymodel import SHARED, chain, write_chat_model
 
-from llmcli.languages import resolve_language
 from llmcli.tasks.evaluate import (
     Item,
     Produced,
@@ -27,6 +26,7 @@ from llmcli.tasks.evaluate import (
     run_items,
     score_summaries,
 )
+from llmcli.text.languages import resolve_language
 
 Run = Callable[..., subprocess.CompletedProcess[str]]
 SUMMEVAL = SHARED / "eval" / "summ" / "summeval_cnndm_gold.jsonl"

@@ -16,7 +16,7 @@ Run = Callable[..., subprocess.CompletedProcess[str]]
 
 COMMAND_MODULES = sorted({module for module, _ in COMMANDS.values()})
 # What a command that loads no model must not pay for either.
-HEAVY = {"llmcli.registry", "llmcli.store", "llmcli.engine", "llmcli.chat"}
+HEAVY = {"llmcli.models.registry", "llmcli.models.store", "llmcli.engine", "llmcli.chat.conversation"}
 
 
 def imported_by(args: list[str], env: dict[str, str]) -> set[str]:

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from llmcli.documents import DocumentError, Source, collect_sources, html_to_text, read_document
 from llmcli.errors import ExitCode, UsageError
+from llmcli.text.documents import DocumentError, Source, collect_sources, html_to_text, read_document
 
 
 def write(path: Path, data: str | bytes) -> Path:

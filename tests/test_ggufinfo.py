@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from llmcli.errors import ModelFormatError, ModelNotFoundError
-from llmcli.ggufinfo import read_gguf
+from llmcli.models.ggufinfo import read_gguf
 
 
 def test_reads_the_real_model(stories: Path) -> None:

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from tinymodel import quantize
 
+from llmcli.engine.hardware import logical_cpus, probe_amx
 from llmcli.errors import ExitCode
-from llmcli.hardware import logical_cpus, probe_amx
 
 Run = Callable[..., subprocess.CompletedProcess[str]]
 x86_linux = pytest.mark.skipif(
@@ -40,7 +40,7 @@ def test_the_probe_sees_a_tile_instruction_fault() -> None:
 def test_the_guard_denies_the_tile_permission_to_the_whole_process(tmp_path: Path) -> None:
     code = (
         "import ctypes, threading, pathlib\n"
-        "from llmcli.hardware import guard_amx\n"
+        "from llmcli.engine.hardware import guard_amx\n"
         "seen = []\n"
         "def ask():\n"
         "    libc = ctypes.CDLL(None, use_errno=True)\n"

@@ -17,11 +17,8 @@ import gguf
 import pytest
 from tinymodel import VOCABS, write_chat_model, write_program_model
 
-from llmcli.chat import Chat
-from llmcli.engine import EngineOptions, LocalEngine, Vocabulary
-from llmcli.runtime import LoadedModel
-from llmcli.sampling import SamplingConfig
-from llmcli.templates import (
+from llmcli.chat.conversation import Chat
+from llmcli.chat.templates import (
     FAMILIES,
     PLAIN_STOP,
     Family,
@@ -30,6 +27,9 @@ from llmcli.templates import (
     is_special_token,
     pick_template,
 )
+from llmcli.engine import EngineOptions, LocalEngine, Vocabulary
+from llmcli.sampling import SamplingConfig
+from llmcli.tasks.runtime import LoadedModel
 
 Run = Callable[..., subprocess.CompletedProcess[str]]
 CONVERSATION = [

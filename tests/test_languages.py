@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from llmcli.errors import UsageError
-from llmcli.languages import Language, detect_language, known_languages, resolve_language
+from llmcli.text.languages import Language, detect_language, known_languages, resolve_language
 
 FLORES = Path(__file__).resolve().parents[2] / "shared" / "eval" / "flores200_devtest"
 FLORES_FILES = {"en": "eng_Latn", "de": "deu_Latn", "fr": "fra_Latn", "es": "spa_Latn"}

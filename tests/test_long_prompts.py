@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from llmcli.engine import EngineOptions, LocalEngine
-from llmcli.environment import Environment
-from llmcli.render import PromptMeter
 from llmcli.sampling import SamplingConfig
+from llmcli.ui.environment import Environment
+from llmcli.ui.render import PromptMeter
 
 Run = Callable[..., subprocess.CompletedProcess[str]]
 GREEDY = SamplingConfig(temperature=0.0, max_tokens=24)

@@ -10,8 +10,8 @@ from ties import assert_same_up_to_a_tie
 from tinymodel import chain
 
 from llmcli.engine import EngineOptions, LocalEngine
+from llmcli.engine.lookup import DraftBudget, NgramIndex
 from llmcli.errors import UsageError
-from llmcli.lookup import DraftBudget, NgramIndex
 from llmcli.sampling import SamplingConfig
 
 STORY = (

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from llmcli.markup import Layout, Segment, parse, restore_code_spans
+from llmcli.text.markup import Layout, Segment, parse, restore_code_spans
 
 ROOT = Path(__file__).resolve().parents[1]
 FLORES = ROOT.parent / "shared" / "eval" / "flores200_devtest"

@@ -11,8 +11,8 @@ from rich.cells import cell_len
 from rich.console import Console
 from rich.markdown import Markdown
 
-from llmcli import mdstream
-from llmcli.mdstream import MarkdownStream, split_finished
+from llmcli.ui import mdstream
+from llmcli.ui.mdstream import MarkdownStream, split_finished
 
 WIDTH, HEIGHT = 60, 20
 CODE_LINES = [f"value_{i:02d} = {i}" for i in range(30)]  # taller than the terminal

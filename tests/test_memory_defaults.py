@@ -12,7 +12,7 @@ import pytest
 from llmcli import engine as engine_module
 from llmcli.engine import EngineOptions, LocalEngine, default_ctx
 from llmcli.errors import ExitCode
-from llmcli.ggufinfo import read_gguf
+from llmcli.models.ggufinfo import read_gguf
 
 Run = Callable[..., subprocess.CompletedProcess[str]]
 

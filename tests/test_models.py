@@ -12,8 +12,8 @@ from conftest import LLMCLI
 from hub_server import FakeHub
 
 from llmcli.errors import ModelNotFoundError, UsageError
-from llmcli.registry import Registry, RegistryError, _parse, load_registry
-from llmcli.store import available_quants, pick_quant, quant_of, split_parts
+from llmcli.models.registry import Registry, RegistryError, _parse, load_registry
+from llmcli.models.store import available_quants, pick_quant, quant_of, split_parts
 
 REPO = "acme/stories-GGUF"
 Q4, Q8 = "stories-Q4_K_M.gguf", "stories-Q8_0.gguf"
@@ -366,8 +366,8 @@ def test_disk_full_is_refused_before_downloading(
 ) -> None:
     import shutil
 
-    from llmcli import store
     from llmcli.errors import StorageError
+    from llmcli.models import store
 
     monkeypatch.setattr(store.shutil, "disk_usage", lambda _p: shutil._ntuple_diskusage(10**9, 10**9, 1000))
     cache = store.Store(environ={"HF_HUB_CACHE": str(tmp_path / "hub"), "HF_ENDPOINT": hub.url})

@@ -15,7 +15,7 @@ import pytest
 from conftest import LLMCLI
 from hub_server import FakeHub
 
-from llmcli.store import Store
+from llmcli.models.store import Store
 
 Run = Callable[..., subprocess.CompletedProcess[str]]
 REPO = "acme/stories-GGUF"
@@ -295,7 +295,7 @@ def test_store_gc_rules(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None
     def refuse(path: object, *args: object, **kwargs: object) -> None:
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr("llmcli.store.shutil.rmtree", refuse)
+    monkeypatch.setattr("llmcli.models.store.shutil.rmtree", refuse)
     failed = store.gc(dry_run=False)
     assert len(failed.failed) == 2 and failed.failed[0][1] == "Permission denied"
     assert shared.exists() and own.exists()

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from llmcli.engine import EngineOptions, LocalEngine
-from llmcli.promptcache import PromptCache
+from llmcli.engine.promptcache import PromptCache
 from llmcli.sampling import SamplingConfig
 
 LONG = " ".join(["Once upon a time, there was a little girl named Lily. She loved to play in the park."] * 12)
@@ -92,7 +92,7 @@ def test_cli_second_run_starts_from_the_cache(
 def test_the_size_bound_is_a_setting(stories: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from llmcli.config import Settings
     from llmcli.errors import UsageError
-    from llmcli.runtime import load_model
+    from llmcli.tasks.runtime import load_model
 
     monkeypatch.setenv("LLMCLI_HOME", str(tmp_path))
     with load_model(Settings(model=str(stories), prompt_cache_mb=3), prompt_cache=True) as loaded:

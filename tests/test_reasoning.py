@@ -18,11 +18,12 @@ from conftest import LLMCLI
 from thinkers import QUESTION, TEMPLATE_NAMES, THOUGHT, Thinker
 from tinymodel import TEMPLATES
 
-from llmcli.chat import Chat, SessionRecord, to_markdown
+from llmcli.chat.conversation import Chat
+from llmcli.chat.sessions import SessionRecord, to_markdown
+from llmcli.chat.templates import ChatTemplate
 from llmcli.engine import EngineOptions, LocalEngine
 from llmcli.reasoning import FORMATS, GEMMA4, HARMONY, THINK, Thought, ThoughtSplitter, ends_open, plan_for
 from llmcli.sampling import SamplingConfig
-from llmcli.templates import ChatTemplate
 
 Run = Callable[..., subprocess.CompletedProcess[str]]
 GREEDY = ("--greedy", "-n", "40")

@@ -18,8 +18,8 @@ from thinkers import QUESTION, Thinker, write_thinker
 from tinymodel import VOCABS
 
 from llmcli.engine import Vocabulary
+from llmcli.engine.remote import _Thinking
 from llmcli.reasoning import THINK, ThinkPlan, Thought
-from llmcli.remote import _Thinking
 
 Run = Callable[..., subprocess.CompletedProcess[str]]
 KEY = "test-key"

@@ -15,7 +15,7 @@ import pytest
 from conftest import LLMCLI
 from test_chat import Tmux, endless_chat_model, needs_tmux, wait_closed
 
-from llmcli.repl import _typeahead
+from llmcli.ui.repl import _typeahead
 
 __all__ = ["endless_chat_model"]  # the fixture, shared with test_chat
 

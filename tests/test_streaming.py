@@ -1,4 +1,4 @@
-from llmcli.streaming import StopMatcher, TextAssembler
+from llmcli.engine.streaming import StopMatcher, TextAssembler
 
 
 def feed_all(matcher: StopMatcher, pieces: list[str]) -> tuple[str, bool]:

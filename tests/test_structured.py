@@ -12,11 +12,11 @@ import pytest
 from ties import generate_together
 from tinymodel import PLAIN_TEMPLATE, VOCABS, chain
 
+from llmcli.chat.templates import ChatTemplate
 from llmcli.engine import EngineOptions, LocalEngine, ParallelEngine, Vocabulary
 from llmcli.errors import UsageError
 from llmcli.sampling import SamplingConfig
 from llmcli.structured import OutputError, SchemaError, compile_schema, load_schema, parse_fields
-from llmcli.templates import ChatTemplate
 
 Run = Callable[..., subprocess.CompletedProcess[str]]
 RECORD = ['{"', "city", '":', ' "', "Par", "is", '"}']  # {"city": "Paris"}, each token once

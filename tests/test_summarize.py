@@ -8,11 +8,11 @@ from collections.abc import Iterator
 import pytest
 from tinymodel import SHARED, write_chat_model
 
+from llmcli.chat.templates import pick_template
 from llmcli.engine import EngineOptions, LocalEngine
 from llmcli.errors import ContextOverflowError, UsageError
 from llmcli.sampling import SamplingConfig
 from llmcli.tasks.summarize import Summarizer, SummaryOptions
-from llmcli.templates import pick_template
 
 GREEDY = SamplingConfig(temperature=0.0)
 

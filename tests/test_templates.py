@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from llmcli.templates import PLAIN, PLAIN_STOP, ChatTemplate, TemplateError, pick_template
+from llmcli.chat.templates import PLAIN, PLAIN_STOP, ChatTemplate, TemplateError, pick_template
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 TEMPLATES = SHARED / "templates"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from llmcli.threads import PROBE_EVERY, WINDOW, ThreadTuner
+from llmcli.engine.threads import PROBE_EVERY, WINDOW, ThreadTuner
 
 
 def feed(tuner: ThreadTuner, speed: dict[int, float], windows: int) -> list[int]:

@@ -4,7 +4,7 @@ from typing import Any
 
 import pytest
 
-from llmcli.tidy import tidy_summary, tidy_translation
+from llmcli.text.tidy import tidy_summary, tidy_translation
 
 FIXTURES = Path(__file__).parent / "data" / "model_outputs.json"
 RECORDS: list[dict[str, Any]] = json.loads(FIXTURES.read_text(encoding="utf-8"))

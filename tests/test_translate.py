@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 from tinymodel import SHARED, write_chat_model
 
+from llmcli.chat.templates import pick_template
 from llmcli.engine import EngineOptions, LocalEngine
 from llmcli.errors import UsageError
-from llmcli.languages import resolve_language
 from llmcli.sampling import SamplingConfig
 from llmcli.tasks.translate import TranslateOptions, Translator, glossary_terms, join_parts, load_glossary
-from llmcli.templates import pick_template
+from llmcli.text.languages import resolve_language
 
 GREEDY = SamplingConfig(temperature=0.0, max_tokens=16)
 

@@ -22,9 +22,9 @@ from pathlib import Path
 
 from tinymodel import TEMPLATES, vocab_size, write_program_model
 
+from llmcli.chat.templates import ChatTemplate
 from llmcli.engine import Vocabulary
 from llmcli.reasoning import ThinkFormat, ends_open, plan_for
-from llmcli.templates import ChatTemplate
 
 THOUGHT = ["Hmm", " let", " me", " see", " now"]
 ANSWER = [" Paris", "."]

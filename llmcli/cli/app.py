@@ -171,7 +171,7 @@ def main(argv: list[str] | None = None) -> None:
         and not _NO_MODEL.intersection(args)
         and not os.environ.get("LLMCLI_NO_SUPERVISE")
     ):
-        from llmcli.crash import supervise
+        from llmcli.engine.crash import supervise
 
         supervise()
     sys.exit(_run(argv))
@@ -203,7 +203,7 @@ def _run(argv: list[str] | None) -> int:
     except LlmcliError as exc:
         if debug:
             raise
-        from llmcli.render import error_line
+        from llmcli.ui.render import error_line
 
         sys.stderr.write(error_line(exc) + "\n")
         code = exc.exit_code

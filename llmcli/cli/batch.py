@@ -7,18 +7,18 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from llmcli.documents import Source
-from llmcli.environment import Environment
 from llmcli.errors import ExitCode, LlmcliError, UsageError
 from llmcli.tasks.batch import Output
+from llmcli.text.documents import Source
+from llmcli.ui.environment import Environment
 
 if TYPE_CHECKING:
-    from llmcli.runtime import LoadedModel
+    from llmcli.tasks.runtime import LoadedModel
 
 
 def read_inputs(env: Environment, paths: list[str] | None, verb: str) -> tuple[list[Source], bytes | None]:
     """The sources that paths name, or standard input when none or `-` (an error on a terminal)."""
-    from llmcli.documents import collect_sources
+    from llmcli.text.documents import collect_sources
 
     if paths and paths != ["-"]:
         return collect_sources(paths), None
@@ -40,8 +40,8 @@ def run_documents(
     workers: int = 1,
 ) -> None:
     """Run a batch with progress on stderr; report it; exit 1 if a file failed, 130 on Ctrl-C."""
-    from llmcli.render import BatchProgress, note
     from llmcli.tasks.batch import run_batch
+    from llmcli.ui.render import BatchProgress, note
 
     to_files = output.out_dir is not None or output.jsonl is not None
     progress = BatchProgress(env) if len(sources) > 1 or to_files else None
@@ -83,8 +83,8 @@ def run_documents(
 def load_batch_model(env: Environment, params: dict[str, Any], inputs: int) -> LoadedModel:
     """The command's model, with as many parallel sequences as --parallel (or the default) asks."""
     from llmcli.cli.options import parallel, settings
-    from llmcli.render import DownloadBar
-    from llmcli.runtime import load_model
+    from llmcli.tasks.runtime import load_model
+    from llmcli.ui.render import DownloadBar
 
     workers, auto = parallel(params, inputs)
     return load_model(

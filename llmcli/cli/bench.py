@@ -70,10 +70,10 @@ def bench(
     from dataclasses import asdict
 
     from llmcli.engine import build_info, parse_flash_attn
-    from llmcli.environment import Environment
-    from llmcli.render import DownloadBar, markdown_table, note
-    from llmcli.runtime import load_model
     from llmcli.tasks.bench import BenchPlan, peak_rss_bytes, run_bench
+    from llmcli.tasks.runtime import load_model
+    from llmcli.ui.environment import Environment
+    from llmcli.ui.render import DownloadBar, markdown_table, note
 
     env = Environment.from_system()
     plan = BenchPlan(prompt_tokens, gen_tokens, repetitions)

@@ -46,7 +46,7 @@ from llmcli.cli.options import lookup as make_lookup
 from llmcli.cli.options import sampling as make_sampling
 
 if TYPE_CHECKING:
-    from llmcli.templates import ChatTemplate
+    from llmcli.chat.templates import ChatTemplate
 from llmcli.cli.options import settings as make_settings
 from llmcli.cli.options import thinking as make_thinking
 
@@ -118,14 +118,15 @@ def chat(
     params = dict(locals())
     from dataclasses import replace
 
-    from llmcli.chat import Chat, SessionRecord, SessionStore
+    from llmcli.chat.conversation import Chat
+    from llmcli.chat.sessions import SessionRecord, SessionStore
     from llmcli.config import Paths
-    from llmcli.environment import Environment
     from llmcli.errors import ContextOverflowError, UsageError
-    from llmcli.render import DownloadBar, PlainScreen, PromptMeter, chat_screen, note, thinking_note
-    from llmcli.repl import Repl
-    from llmcli.runtime import load_model
     from llmcli.tasks.complete import count_tokens, files_overflow, read_files, read_note, with_files
+    from llmcli.tasks.runtime import load_model
+    from llmcli.ui.environment import Environment
+    from llmcli.ui.render import DownloadBar, PlainScreen, PromptMeter, chat_screen, note, thinking_note
+    from llmcli.ui.repl import Repl
 
     env = Environment.from_system()
     config = make_sampling(params)
@@ -222,9 +223,9 @@ def sessions_list(json_out: Annotated[bool, typer.Option("--json", help="Print J
     """Saved sessions, newest first."""
     import time
 
-    from llmcli.chat import SessionStore
+    from llmcli.chat.sessions import SessionStore
     from llmcli.config import Paths
-    from llmcli.environment import Environment
+    from llmcli.ui.environment import Environment
 
     env = Environment.from_system()
     records = SessionStore(Paths.from_env().data_dir / "sessions").list()
@@ -249,9 +250,9 @@ def sessions_list(json_out: Annotated[bool, typer.Option("--json", help="Print J
 @sessions_app.command("show")
 def sessions_show(name: SessionName) -> None:
     """Print a session as a Markdown transcript."""
-    from llmcli.chat import SessionStore, to_markdown
+    from llmcli.chat.sessions import SessionStore, to_markdown
     from llmcli.config import Paths
-    from llmcli.environment import Environment
+    from llmcli.ui.environment import Environment
 
     Environment.from_system().write(
         to_markdown(SessionStore(Paths.from_env().data_dir / "sessions").load(name))
@@ -266,10 +267,10 @@ def sessions_export(
     """Print a session as Markdown or JSON (redirect to a file to keep it)."""
     from dataclasses import asdict
 
-    from llmcli.chat import SessionStore, to_markdown
+    from llmcli.chat.sessions import SessionStore, to_markdown
     from llmcli.config import Paths
-    from llmcli.environment import Environment
     from llmcli.errors import UsageError
+    from llmcli.ui.environment import Environment
 
     if format not in ("md", "json"):
         raise UsageError(f"--format must be md or json, got {format!r}")
@@ -281,10 +282,10 @@ def sessions_export(
 @sessions_app.command("rm")
 def sessions_rm(name: SessionName) -> None:
     """Delete a saved session."""
-    from llmcli.chat import SessionStore
+    from llmcli.chat.sessions import SessionStore
     from llmcli.config import Paths
-    from llmcli.environment import Environment
-    from llmcli.render import note
+    from llmcli.ui.environment import Environment
+    from llmcli.ui.render import note
 
     SessionStore(Paths.from_env().data_dir / "sessions").remove(name)
     note(Environment.from_system(), f"removed session {name}")

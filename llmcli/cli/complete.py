@@ -112,10 +112,13 @@ def complete(
     With --schema or --grammar the text is constrained as it is generated and checked at the end.
     """
     params = dict(locals())
-    from llmcli.environment import Environment
     from llmcli.errors import ContextOverflowError
     from llmcli.reasoning import THINK
-    from llmcli.render import (
+    from llmcli.tasks.complete import build_prompt, count_tokens, files_overflow, read_files, read_note
+    from llmcli.tasks.complete import complete as run_complete
+    from llmcli.tasks.runtime import load_model
+    from llmcli.ui.environment import Environment
+    from llmcli.ui.render import (
         DownloadBar,
         PromptMeter,
         ThoughtPrinter,
@@ -124,9 +127,6 @@ def complete(
         stats_line,
         thinking_note,
     )
-    from llmcli.runtime import load_model
-    from llmcli.tasks.complete import build_prompt, count_tokens, files_overflow, read_files, read_note
-    from llmcli.tasks.complete import complete as run_complete
 
     env = Environment.from_system()
     sampling = replace(make_sampling(params), constraint=make_constraint(params))
@@ -209,8 +209,8 @@ def info(
     from dataclasses import asdict
 
     from llmcli.engine import build_info
-    from llmcli.environment import Environment
-    from llmcli.render import amx_verdict
+    from llmcli.ui.environment import Environment
+    from llmcli.ui.render import amx_verdict
 
     env = Environment.from_system()
     facts = build_info()

@@ -42,9 +42,9 @@ from llmcli.cli.options import settings as make_settings
 from llmcli.cli.options import thinking as make_thinking
 
 if TYPE_CHECKING:
-    from llmcli.environment import Environment
-    from llmcli.runtime import LoadedModel
     from llmcli.tasks.evaluate import Item, Produced, RunResult
+    from llmcli.tasks.runtime import LoadedModel
+    from llmcli.ui.environment import Environment
 
 eval_app = typer.Typer(
     help="Score models on your own data: ROUGE for summaries, BLEU and chrF for translations.",
@@ -69,8 +69,8 @@ def _advance(bar: Any, name: str, done: int, total: int) -> None:
 
 def _each_model(env: Environment, params: dict[str, Any], models: list[str] | None) -> Iterator[LoadedModel]:
     """Load each -m model in turn (the configured default when none), yielding it while it is open."""
-    from llmcli.render import DownloadBar
-    from llmcli.runtime import load_model
+    from llmcli.tasks.runtime import load_model
+    from llmcli.ui.render import DownloadBar
 
     names: list[str | None] = [*models] if models else [None]
     for name in names:
@@ -116,11 +116,11 @@ def perplexity(
     256: pass that window as --ctx (with --stride S) to reproduce its figure.
     """
     params = dict(locals())
-    from llmcli.environment import Environment
     from llmcli.fsutil import read_utf8
-    from llmcli.render import BatchProgress, note
     from llmcli.tasks.perplexity import check_sizes
     from llmcli.tasks.perplexity import perplexity as measure
+    from llmcli.ui.environment import Environment
+    from llmcli.ui.render import BatchProgress, note
 
     env = Environment.from_system()
     check_sizes(ctx, stride)
@@ -159,8 +159,8 @@ def _run_all(
 ) -> list[RunResult]:
     """Every model's outputs for every item: progress on stderr, kept outputs reused, Ctrl-C exits 130."""
     from llmcli.errors import ExitCode
-    from llmcli.render import BatchProgress, note
     from llmcli.tasks.evaluate import run_items, slug
+    from llmcli.ui.render import BatchProgress, note
 
     out_dir: Path = params["out_dir"]
     bar = BatchProgress(env, lines=False)
@@ -193,7 +193,7 @@ def _report(
     env: Environment, json_out: bool, report: dict[str, Any], rows: list[dict[str, str]], legend: str = ""
 ) -> None:
     """The report as JSON, or the rows as a Markdown table with the legend on stderr."""
-    from llmcli.render import markdown_table, note
+    from llmcli.ui.render import markdown_table, note
 
     if json_out:
         env.write(json.dumps(report, ensure_ascii=False) + "\n")
@@ -253,9 +253,9 @@ def eval_summarize(
     params = dict(locals())
     from dataclasses import asdict
 
-    from llmcli.environment import Environment
     from llmcli.tasks.evaluate import Produced, load_summary_data, score_summaries
     from llmcli.tasks.summarize import Summarizer, SummaryOptions
+    from llmcli.ui.environment import Environment
 
     env = Environment.from_system()
     options = SummaryOptions(length=length, words=words)
@@ -370,11 +370,11 @@ def eval_translate(
     params = dict(locals())
     from dataclasses import asdict
 
-    from llmcli.environment import Environment
     from llmcli.fsutil import atomic_write_text
-    from llmcli.languages import resolve_language
     from llmcli.tasks.evaluate import Produced, load_parallel_data, score_translations
     from llmcli.tasks.translate import TranslateOptions, Translator
+    from llmcli.text.languages import resolve_language
+    from llmcli.ui.environment import Environment
 
     env = Environment.from_system()
     options = TranslateOptions(

@@ -98,11 +98,11 @@ def extract(
     """
     params = dict(locals())
     from llmcli.cli.batch import check_split, load_batch_model, read_inputs, run_documents
-    from llmcli.environment import Environment
     from llmcli.errors import UsageError
-    from llmcli.render import note
     from llmcli.tasks.batch import Output
     from llmcli.tasks.extract import Extractor
+    from llmcli.ui.environment import Environment
+    from llmcli.ui.render import note
 
     env = Environment.from_system()
     if not schema.strip():

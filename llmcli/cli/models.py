@@ -12,9 +12,9 @@ from llmcli.cli.app import app
 from llmcli.cli.options import JsonOut, complete_model
 
 if TYPE_CHECKING:
-    from llmcli.environment import Environment
-    from llmcli.store import CacheEntry, CacheUsage, GcResult
-    from llmcli.templates import ChatTemplate
+    from llmcli.chat.templates import ChatTemplate
+    from llmcli.models.store import CacheEntry, CacheUsage, GcResult
+    from llmcli.ui.environment import Environment
 
 models_app = typer.Typer(help="List, download, inspect and remove models.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
@@ -36,9 +36,9 @@ def _human(size: int) -> str:
 @models_app.command("list")
 def list_models(json_out: JsonOut = False) -> None:
     """Show the curated registry and every downloaded model, with sizes on disk."""
-    from llmcli.environment import Environment
-    from llmcli.registry import load_registry
-    from llmcli.store import Store
+    from llmcli.models.registry import load_registry
+    from llmcli.models.store import Store
+    from llmcli.ui.environment import Environment
 
     env = Environment.from_system()
     registry, store = load_registry(), Store()
@@ -62,7 +62,7 @@ def list_models(json_out: JsonOut = False) -> None:
             }
         )
     for f in downloaded.values():
-        from llmcli.store import quant_of
+        from llmcli.models.store import quant_of
 
         rows.append(
             {
@@ -93,10 +93,10 @@ def list_models(json_out: JsonOut = False) -> None:
 @models_app.command()
 def pull(ref: Ref) -> None:
     """Download a model into the Hugging Face cache (resumable, sha256-verified); print its path."""
-    from llmcli.environment import Environment
-    from llmcli.registry import load_registry
-    from llmcli.render import DownloadBar, note
-    from llmcli.store import Store
+    from llmcli.models.registry import load_registry
+    from llmcli.models.store import Store
+    from llmcli.ui.environment import Environment
+    from llmcli.ui.render import DownloadBar, note
 
     env = Environment.from_system()
     store = Store()
@@ -109,8 +109,8 @@ def pull(ref: Ref) -> None:
 
 
 def _located(ref: str, offline: bool = True) -> Path:
-    from llmcli.registry import load_registry
-    from llmcli.store import Store
+    from llmcli.models.registry import load_registry
+    from llmcli.models.store import Store
 
     parsed = load_registry().parse(ref)
     path = Store(offline=offline).locate(parsed)
@@ -123,10 +123,10 @@ def _located(ref: str, offline: bool = True) -> Path:
 
 def _chat_template(path: Path, override: str | None = None) -> ChatTemplate | str:
     """The template chat would pick for the GGUF at path, or why it cannot tell."""
+    from llmcli.chat.templates import pick_template
     from llmcli.engine import Vocabulary
     from llmcli.errors import LlmcliError
-    from llmcli.ggufinfo import read_gguf
-    from llmcli.templates import pick_template
+    from llmcli.models.ggufinfo import read_gguf
 
     info = read_gguf(path)
     if (override and override.strip()) or info.chat_template:
@@ -142,7 +142,7 @@ def _chat_template(path: Path, override: str | None = None) -> ChatTemplate | st
 
 
 def _warn_no_template(env: Environment, path: Path, template: ChatTemplate | str) -> None:
-    from llmcli.render import note
+    from llmcli.ui.render import note
 
     uses = f"chat uses {template.describe()}" if not isinstance(template, str) else template
     note(env, f"warning: {path.name} has no chat template: {uses}")
@@ -153,9 +153,9 @@ def show(ref: Ref, json_out: JsonOut = False) -> None:
     """Show facts read from the GGUF file: architecture, parameters, quantization, context, KV cache
     size, template."""
     from llmcli.engine import default_ctx
-    from llmcli.environment import Environment
-    from llmcli.ggufinfo import read_gguf
-    from llmcli.registry import load_registry
+    from llmcli.models.ggufinfo import read_gguf
+    from llmcli.models.registry import load_registry
+    from llmcli.ui.environment import Environment
 
     env = Environment.from_system()
     path = _located(ref)
@@ -198,7 +198,7 @@ def show(ref: Ref, json_out: JsonOut = False) -> None:
 @models_app.command()
 def path(ref: Ref) -> None:
     """Print the path of a downloaded model's file."""
-    from llmcli.environment import Environment
+    from llmcli.ui.environment import Environment
 
     Environment.from_system().write(f"{_located(ref)}\n")
 
@@ -208,11 +208,11 @@ def rm(
     ref: Ref, yes: Annotated[bool, typer.Option("-y", "--yes", help="Do not ask for confirmation.")] = False
 ) -> None:
     """Delete a downloaded model from the cache (asks first on a terminal)."""
-    from llmcli.environment import Environment
     from llmcli.errors import UsageError
-    from llmcli.registry import load_registry
-    from llmcli.render import note
-    from llmcli.store import Store
+    from llmcli.models.registry import load_registry
+    from llmcli.models.store import Store
+    from llmcli.ui.environment import Environment
+    from llmcli.ui.render import note
 
     env = Environment.from_system()
     parsed = load_registry().parse(ref)
@@ -238,10 +238,10 @@ def import_model(
 ) -> None:
     """Register a local GGUF file under an alias in your models.toml."""
     from llmcli.config import Paths
-    from llmcli.environment import Environment
-    from llmcli.ggufinfo import read_gguf
-    from llmcli.registry import import_local
-    from llmcli.render import note
+    from llmcli.models.ggufinfo import read_gguf
+    from llmcli.models.registry import import_local
+    from llmcli.ui.environment import Environment
+    from llmcli.ui.render import note
 
     env = Environment.from_system()
     target = import_local(file, alias, Paths.from_env())
@@ -302,7 +302,7 @@ def _usage_json(usage: CacheUsage) -> dict[str, Any]:
 
 
 def _usage_table(usage: CacheUsage) -> str:
-    from llmcli.render import markdown_table
+    from llmcli.ui.render import markdown_table
 
     rows: list[dict[str, str]] = []
 
@@ -351,9 +351,9 @@ def _usage_table(usage: CacheUsage) -> str:
 def disk_usage(json_out: JsonOut = False) -> None:
     """Show what the Hugging Face cache holds: size per repo and snapshot, which snapshots are
     superseded (no ref points at them), partial downloads, orphan blobs, and what other tools left."""
-    from llmcli.environment import Environment
-    from llmcli.render import note
-    from llmcli.store import Store
+    from llmcli.models.store import Store
+    from llmcli.ui.environment import Environment
+    from llmcli.ui.render import note
 
     env = Environment.from_system()
     usage = Store(offline=True).usage()
@@ -378,7 +378,7 @@ def _gc_json(result: GcResult) -> dict[str, Any]:
 
 
 def _gc_table(result: GcResult) -> str:
-    from llmcli.render import markdown_table
+    from llmcli.ui.render import markdown_table
 
     rows = [
         {"repo": e.repo, "item": f"{_KIND_LABEL[e.kind]} {e.path.name[:12]}", "size": _bytes(e.size)}
@@ -390,7 +390,7 @@ def _gc_table(result: GcResult) -> str:
 
 
 def _gc_report(env: Environment, result: GcResult, json_out: bool) -> None:
-    from llmcli.render import note
+    from llmcli.ui.render import note
 
     env.write(json.dumps(_gc_json(result), ensure_ascii=False, indent=2) if json_out else _gc_table(result))
     env.write("\n")
@@ -401,7 +401,7 @@ def _gc_report(env: Environment, result: GcResult, json_out: bool) -> None:
 def _gc_freed(env: Environment, result: GcResult) -> None:
     """What was removed and freed, on stderr; one-line error when something could not go."""
     from llmcli.errors import StorageError
-    from llmcli.render import note
+    from llmcli.ui.render import note
 
     for e in result.removed:
         note(env, f"removed {e.repo} {_KIND_LABEL[e.kind]} {e.path.name}, freed {_bytes(e.size)}")
@@ -423,9 +423,9 @@ def gc(
 
     Without -y it only shows what would go and how much that frees (on a terminal it then asks).
     Blobs a kept snapshot links to, repos being downloaded into and anything outside the cache stay."""
-    from llmcli.environment import Environment
-    from llmcli.render import note
-    from llmcli.store import Store
+    from llmcli.models.store import Store
+    from llmcli.ui.environment import Environment
+    from llmcli.ui.render import note
 
     env = Environment.from_system()
     store = Store(offline=True)

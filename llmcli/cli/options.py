@@ -13,8 +13,8 @@ import typer
 def complete_model(incomplete: str) -> list[tuple[str, str]]:
     """Model names for shell completion: registry aliases (ALIAS:QUANT after the colon), downloads."""
     from llmcli.errors import LlmcliError
-    from llmcli.registry import load_registry
-    from llmcli.store import Store
+    from llmcli.models.registry import load_registry
+    from llmcli.models.store import Store
 
     try:
         entries = list(load_registry().entries.values())
@@ -44,7 +44,7 @@ def complete_model(incomplete: str) -> list[tuple[str, str]]:
 
 def complete_session(incomplete: str) -> list[tuple[str, str]]:
     """Saved chat session names for shell completion, with each one's first message."""
-    from llmcli.chat import SessionStore
+    from llmcli.chat.sessions import SessionStore
     from llmcli.config import Paths
 
     records = SessionStore(Paths.from_env().data_dir / "sessions").list()

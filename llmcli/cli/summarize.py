@@ -113,12 +113,12 @@ def summarize(
     from dataclasses import asdict
 
     from llmcli.cli.batch import check_split, load_batch_model, read_inputs, run_documents
-    from llmcli.environment import Environment
     from llmcli.errors import UsageError
-    from llmcli.prompts import load_prompts
-    from llmcli.render import note
     from llmcli.tasks.batch import Output
     from llmcli.tasks.summarize import Summarizer, SummaryOptions
+    from llmcli.text.prompts import load_prompts
+    from llmcli.ui.environment import Environment
+    from llmcli.ui.render import note
 
     env = Environment.from_system()
     options = SummaryOptions(

@@ -61,7 +61,7 @@ def _is_text_argument(args: list[str]) -> bool:
 def _list_languages(value: bool) -> None:
     if not value:
         return
-    from llmcli.languages import known_languages
+    from llmcli.text.languages import known_languages
 
     for language in known_languages():
         typer.echo(f"{language.code}\t{language.name}")
@@ -155,14 +155,14 @@ def translate(
     from dataclasses import asdict
 
     from llmcli.cli.batch import check_split, load_batch_model, read_inputs, run_documents
-    from llmcli.documents import Source
-    from llmcli.environment import Environment
     from llmcli.errors import UsageError
-    from llmcli.languages import resolve_language
-    from llmcli.prompts import load_prompts
-    from llmcli.render import note
     from llmcli.tasks.batch import Output
     from llmcli.tasks.translate import TranslateOptions, Translator, load_glossary
+    from llmcli.text.documents import Source
+    from llmcli.text.languages import resolve_language
+    from llmcli.text.prompts import load_prompts
+    from llmcli.ui.environment import Environment
+    from llmcli.ui.render import note
 
     env = Environment.from_system()
     if to is None:

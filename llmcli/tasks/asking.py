@@ -9,12 +9,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 
-from llmcli.chat import Chat
+from llmcli.chat.conversation import Chat
+from llmcli.chat.templates import ChatTemplate
 from llmcli.engine import Completion, Engine
 from llmcli.errors import GenerationError
 from llmcli.reasoning import Thinking
 from llmcli.sampling import SamplingConfig
-from llmcli.templates import ChatTemplate
 
 
 class Asker:

@@ -21,9 +21,9 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from llmcli.documents import TEXT_SUFFIXES, DocumentError, Source, read_document
 from llmcli.errors import LlmcliError
 from llmcli.fsutil import atomic_write_text
+from llmcli.text.documents import TEXT_SUFFIXES, DocumentError, Source, read_document
 
 MANIFEST = ".llmcli-manifest.json"
 

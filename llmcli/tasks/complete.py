@@ -7,11 +7,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from llmcli.documents import DocumentError, Source, collect_sources, read_document
 from llmcli.engine import Completion, Engine
 from llmcli.errors import ContextOverflowError, UsageError
 from llmcli.reasoning import ThinkFormat, Thinking, Thought, plan_for
 from llmcli.sampling import SamplingConfig
+from llmcli.text.documents import DocumentError, Source, collect_sources, read_document
 
 
 def build_prompt(stdin_text: str | None, prompt: str | None, files: Sequence[FileText] = ()) -> str:
@@ -83,7 +83,7 @@ def file_block(name: str, text: str) -> str:
 def read_files(args: Sequence[str], stdin: Callable[[], bytes] | None = None) -> list[FileText]:
     """The files that paths, globs and folders name (`-`: stdin, read with stdin()), each once, in order.
 
-    Text, Markdown, HTML and PDF are read by llmcli.documents. A missing, unreadable, binary,
+    Text, Markdown, HTML and PDF are read by llmcli.text.documents. A missing, unreadable, binary,
     non-UTF-8 or empty file, a glob that matches nothing, and `-` without stdin are UsageErrors.
     """
     found: list[FileText] = []

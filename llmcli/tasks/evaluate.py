@@ -18,9 +18,9 @@ from typing import Any
 
 from llmcli.errors import LlmcliError, UsageError
 from llmcli.fsutil import read_utf8
-from llmcli.languages import Language, detect_language
-from llmcli.markup import is_cjk
 from llmcli.tasks.batch import ItemResult, Ledger, Output, content_key
+from llmcli.text.languages import Language, detect_language
+from llmcli.text.markup import is_cjk
 
 ROUGE_TYPES = ("rouge1", "rouge2", "rougeL")
 

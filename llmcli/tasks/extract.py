@@ -13,14 +13,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from llmcli.chunking import chunk_text
+from llmcli.chat.templates import ChatTemplate
 from llmcli.engine import Engine
 from llmcli.errors import ContextOverflowError
 from llmcli.reasoning import Thinking
 from llmcli.sampling import SamplingConfig
 from llmcli.structured import Schema
 from llmcli.tasks.asking import Asker
-from llmcli.templates import ChatTemplate
+from llmcli.text.chunking import chunk_text
 
 SYSTEM = (
     "You extract structured data from documents. Answer with one JSON object that follows the JSON "

@@ -6,15 +6,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from llmcli.chunking import chunk_text
+from llmcli.chat.templates import ChatTemplate
 from llmcli.engine import Engine
 from llmcli.errors import ContextOverflowError, UsageError
-from llmcli.prompts import LENGTH_WORDS, PROMPTS, STYLES
 from llmcli.reasoning import Thinking
 from llmcli.sampling import SamplingConfig
 from llmcli.tasks.asking import Asker
-from llmcli.templates import ChatTemplate
-from llmcli.tidy import tidy_summary
+from llmcli.text.chunking import chunk_text
+from llmcli.text.prompts import LENGTH_WORDS, PROMPTS, STYLES
+from llmcli.text.tidy import tidy_summary
 
 STRATEGIES = ("auto", "stuff", "map-reduce", "refine")
 MARGIN = 16  # tokens of slack for template markers around the document

@@ -15,18 +15,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from llmcli.chunking import chunk_text
+from llmcli.chat.templates import ChatTemplate
 from llmcli.engine import Engine
 from llmcli.errors import ContextOverflowError, UsageError
 from llmcli.fsutil import read_utf8
-from llmcli.languages import Language, detect_language
-from llmcli.markup import is_cjk, join_lines, parse
-from llmcli.prompts import PROMPTS
 from llmcli.reasoning import Thinking
 from llmcli.sampling import SamplingConfig
 from llmcli.tasks.asking import Asker
-from llmcli.templates import ChatTemplate
-from llmcli.tidy import tidy_translation
+from llmcli.text.chunking import chunk_text
+from llmcli.text.languages import Language, detect_language
+from llmcli.text.markup import is_cjk, join_lines, parse
+from llmcli.text.prompts import PROMPTS
+from llmcli.text.tidy import tidy_translation
 
 MAX_SEGMENT_TOKENS = 384  # small models translate long passages worse than several short ones
 MARGIN = 16

@@ -252,7 +252,7 @@ def import_local(file: Path, alias: str, paths: Paths) -> Path:
     import json
 
     from llmcli.fsutil import atomic_write_text
-    from llmcli.ggufinfo import read_gguf
+    from llmcli.models.ggufinfo import read_gguf
 
     if not re.fullmatch(r"[\w.+-]+", alias):
         raise UsageError(f"alias {alias!r} may use letters, digits, '.', '_', '+' and '-' only")

@@ -23,17 +23,17 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Protocol
 
-from llmcli import crash, hardware
 from llmcli.config import Paths
+from llmcli.engine import crash, hardware
+from llmcli.engine.lookup import DraftBudget, NgramIndex
+from llmcli.engine.promptcache import MIN_TOKENS as PROMPT_CACHE_MIN_TOKENS
+from llmcli.engine.promptcache import PromptCache, model_key
+from llmcli.engine.streaming import TextAssembler
+from llmcli.engine.threads import ThreadTuner
 from llmcli.errors import ContextOverflowError, GenerationError, ModelLoadError, UsageError
-from llmcli.ggufinfo import GGUFInfo, read_gguf
-from llmcli.lookup import DraftBudget, NgramIndex
-from llmcli.promptcache import MIN_TOKENS as PROMPT_CACHE_MIN_TOKENS
-from llmcli.promptcache import PromptCache, model_key
+from llmcli.models.ggufinfo import GGUFInfo, read_gguf
 from llmcli.reasoning import Thought, ThoughtSplitter
 from llmcli.sampling import SamplingConfig, Step
-from llmcli.streaming import TextAssembler
-from llmcli.threads import ThreadTuner
 
 MAX_DEFAULT_CTX = 8192  # the default context where the KV cache's size cannot be known
 # KV cache element types: ggml type id and bytes per value (a q8_0 block holds 32 values in 34 bytes)

@@ -7,6 +7,7 @@ from contextlib import suppress
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
+from llmcli.chat.templates import ChatTemplate, pick_template
 from llmcli.config import Paths, Settings
 from llmcli.engine import (
     Engine,
@@ -17,16 +18,15 @@ from llmcli.engine import (
     parse_flash_attn,
     parse_gpu_layers,
 )
+from llmcli.engine.hardware import logical_cpus
+from llmcli.engine.promptcache import PromptCache
 from llmcli.errors import LlmcliError, UsageError
-from llmcli.ggufinfo import read_gguf
-from llmcli.hardware import logical_cpus
-from llmcli.promptcache import PromptCache
-from llmcli.registry import ModelRef, Registry, load_registry
-from llmcli.store import Progress, Store
-from llmcli.templates import ChatTemplate, pick_template
+from llmcli.models.ggufinfo import read_gguf
+from llmcli.models.registry import ModelRef, Registry, load_registry
+from llmcli.models.store import Progress, Store
 
 if TYPE_CHECKING:
-    from llmcli.remote import RemoteEngine
+    from llmcli.engine.remote import RemoteEngine
 
 MIN_SEQUENCE_CTX = 1024  # automatic --parallel keeps at least this much context per sequence
 
@@ -177,7 +177,7 @@ def load_model(
 
 def _load_remote(settings: Settings, parallel: int) -> LoadedModel:
     """The settings' server as an engine; -m names its model, and lends a tokenizer if it is local."""
-    from llmcli.remote import BackendOptions, RemoteEngine
+    from llmcli.engine.remote import BackendOptions, RemoteEngine
 
     local_copy = None
     if settings.model:

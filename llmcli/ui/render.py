@@ -8,10 +8,10 @@ from collections.abc import Iterator
 from typing import Any
 
 from llmcli.engine import Completion, Stats
-from llmcli.environment import Environment
+from llmcli.engine.hardware import CpuReport
 from llmcli.errors import LlmcliError
-from llmcli.hardware import CpuReport
 from llmcli.reasoning import Thought
+from llmcli.ui.environment import Environment
 
 DIM, RED, RESET = "\x1b[2m", "\x1b[31m", "\x1b[0m"
 
@@ -252,7 +252,7 @@ class RichScreen(PlainScreen):
         self.console = Console(highlight=False)
 
     def answer(self, pieces: Any) -> str:
-        from llmcli.mdstream import MarkdownStream
+        from llmcli.ui.mdstream import MarkdownStream
 
         with MarkdownStream(self.console) as stream:
             for piece in self._answer_only(pieces):

@@ -33,7 +33,7 @@ except ImportError:  # Windows: no flock; a file open there cannot be deleted an
 
 from llmcli import __version__
 from llmcli.errors import LlmcliError, ModelNotFoundError, NetworkError, StorageError
-from llmcli.registry import ModelRef
+from llmcli.models.registry import ModelRef
 
 _SPLIT = re.compile(r"^(?P<stem>.*)-(?P<part>\d{5})-of-(?P<total>\d{5})\.gguf$", re.I)
 _QUANT_NAME = re.compile(r"^(I?Q\d[A-Z0-9_]*|BF16|F16|F32)$", re.I)

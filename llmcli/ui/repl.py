@@ -10,14 +10,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from llmcli.chat import Chat, SessionRecord, SessionStore, to_markdown, with_sampling
+from llmcli.chat.conversation import Chat, with_sampling
+from llmcli.chat.sessions import SessionRecord, SessionStore, to_markdown
+from llmcli.chat.templates import ChatTemplate
 from llmcli.engine import LocalEngine
 from llmcli.errors import ContextOverflowError, LlmcliError, UsageError
 from llmcli.fsutil import atomic_write_text
 from llmcli.reasoning import Thinking
-from llmcli.render import stats_line
 from llmcli.tasks.complete import FileText, count_tokens, files_overflow, read_files, read_note, with_files
-from llmcli.templates import ChatTemplate
+from llmcli.ui.render import stats_line
 
 
 class Screen(Protocol):

@@ -1,0 +1,1 @@
+"""Chat: conversations, saved sessions and chat templates."""

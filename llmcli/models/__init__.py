@@ -1,0 +1,1 @@
+"""Models: the registry, the download store and GGUF reading."""

@@ -1,0 +1,1 @@
+"""Text: documents, chunking, markup, tidying, languages and prompts."""

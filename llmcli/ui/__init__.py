@@ -1,0 +1,1 @@
+"""The terminal: the injected environment, rendering, streamed Markdown and the REPL."""
