@@ -52,8 +52,9 @@ from typing import Any
 from common import OUT, bench_model, median, native_tool, prompt_text
 
 from llmcli.engine import EngineOptions, LocalEngine
+from llmcli.engine.binding import llama
+from llmcli.engine.grammar import compile_schema
 from llmcli.sampling import SamplingConfig
-from llmcli.structured import compile_schema
 
 GEMMA = Path("~/.cache/llmcli-test/gemma-3-270m-q4_k_m.gguf").expanduser()
 CTX = 2048
@@ -191,7 +192,7 @@ def ours_run(engine: LocalEngine, prompt: str, sampling: SamplingConfig) -> dict
 def count_fast_path(engine: LocalEngine, prompt: str, sampling: SamplingConfig) -> tuple[dict, int, list]:
     """A constrained run with llama_sampler_apply watched: (run, one-token checks, and for each
     whole-vocabulary pass the position and the token the grammar rejected there)."""
-    lib: Any = engine._lib  # the llama_cpp module: its attribute is what the engine's closures call
+    lib: Any = llama()  # the llama_cpp module: its attribute is what the engine's closures call
     real = lib.llama_sampler_apply
     checked: list[int] = []
     rejected: list[tuple[int, int]] = []
@@ -218,7 +219,7 @@ def apply_cost(engine: LocalEngine, grammar: str, tokens: list[int], rejected: l
     and the plain argmax over the logits row that unconstrained greedy decoding does."""
     import numpy as np
 
-    lib, n_vocab = engine._lib, engine.n_vocab
+    lib, n_vocab = llama(), engine.n_vocab
     cand = np.zeros(n_vocab, dtype=[("id", np.int32), ("logit", np.float32), ("p", np.float32)])
     ids = np.arange(n_vocab, dtype=np.int32)
     logits = np.random.default_rng(0).standard_normal(n_vocab).astype(np.float32)
@@ -228,7 +229,7 @@ def apply_cost(engine: LocalEngine, grammar: str, tokens: list[int], rejected: l
     one = lib.llama_token_data_array(single, 1, -1, False)
 
     def grammar_after(n: int) -> ctypes.c_void_p:
-        sampler = lib.llama_sampler_init_grammar(engine._vocab, grammar.encode(), b"root")
+        sampler = engine.vocabulary.grammar_sampler(grammar)
         for token in tokens[:n]:
             lib.llama_sampler_accept(sampler, token)
         return sampler

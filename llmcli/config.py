@@ -97,3 +97,26 @@ def load_settings(paths: Paths | None = None, environ: Mapping[str, str] | None 
         if env.get(var):
             values[name] = _coerce(name, env[var], var)
     return Settings(**values)
+
+
+def parse_flash_attn(value: str | None) -> bool | None:
+    """`on`, `off` or `auto`/None (on with GPU offload, off on the CPU)."""
+    choices = {None: None, "auto": None, "on": True, "off": False}
+    if value not in choices:
+        raise UsageError(f"--flash-attn must be on, off or auto, got {value!r}")
+    return choices[value]
+
+
+def parse_gpu_layers(value: str | int | None) -> int | None:
+    """`N`, `all` (-1) or `auto`/None (decided at load time from the build)."""
+    if value is None or value == "auto":
+        return None
+    if value == "all":
+        return -1
+    try:
+        n = int(value)
+    except ValueError:
+        raise UsageError(f"--gpu-layers must be a number, 'all' or 'auto', got {value!r}") from None
+    if n < 0:
+        raise UsageError(f"--gpu-layers must be >= 0 (or 'all'), got {n}")
+    return n

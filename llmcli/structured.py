@@ -1,5 +1,5 @@
-"""Structured output: JSON Schemas (from a file, inline JSON or a short field list), their GBNF grammars, and
-validation of what the model wrote.
+"""Structured output: JSON Schemas (from a file, inline JSON or a short field list), GBNF grammar files, and
+validation of what the model wrote (engine/grammar.py turns a schema into its grammar).
 
 The grammar makes output valid by construction (llama.cpp's grammar sampler enforces it token by
 token); the schema is checked again after generation with `jsonschema`, since a cut-short answer
@@ -17,15 +17,6 @@ from typing import Any
 
 from llmcli.errors import LlmcliError, UsageError
 
-# What llama.cpp's JSON-Schema-to-GBNF converter enforces (or may ignore without loosening the output).
-_SUPPORTED = {
-    "type", "properties", "required", "items", "prefixItems", "enum", "const", "additionalProperties",
-    "minItems", "maxItems", "minLength", "maxLength", "pattern", "format", "anyOf", "oneOf", "allOf",
-    "$ref", "$defs", "definitions", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum",
-    "description", "title", "default", "examples", "$schema", "$id", "$comment", "deprecated",
-    "readOnly", "writeOnly",
-}  # fmt: skip
-_UNDER_NAMES = ("properties", "$defs", "definitions")  # their keys are names, not keywords
 _DSL_TYPES: dict[str, dict[str, Any]] = {
     "str": {"type": "string"},
     "string": {"type": "string"},
@@ -41,8 +32,6 @@ _DSL_TYPES: dict[str, dict[str, Any]] = {
 _FIELD = re.compile(r"^([A-Za-z_][\w-]*)\s*(?::\s*(.+))?$")
 _LIST_OF = re.compile(r"^list\s*\[\s*(\w+)\s*\]$")
 ANY_OBJECT: dict[str, Any] = {"type": "object"}
-_LOOSE_CHAR = 'char ::= [^"\\\\]'
-_STRICT_CHAR = 'char ::= [^"\\\\\\x7F\\x00-\\x1F]'
 
 
 class SchemaError(UsageError):
@@ -153,47 +142,6 @@ def load_schema(arg: str) -> dict[str, Any]:
     if not isinstance(schema, dict):
         raise SchemaError("the schema must be a JSON object")
     return schema
-
-
-def _unsupported(schema: Any, path: str = "") -> list[str]:
-    """Keywords the grammar cannot express, as 'keyword (at path)'."""
-    found: list[str] = []
-    if isinstance(schema, dict):
-        for key, value in schema.items():
-            if key not in _SUPPORTED:
-                found.append(f"{key} (at {path or '/'})")
-            elif key in _UNDER_NAMES and isinstance(value, dict):
-                for name, sub in value.items():
-                    found += _unsupported(sub, f"{path}/{key}/{name}")
-            elif key in ("items", "additionalProperties", "prefixItems", "anyOf", "oneOf", "allOf"):
-                subs = value if isinstance(value, list) else [value]
-                for i, sub in enumerate(subs):
-                    found += _unsupported(sub, f"{path}/{key}" + (f"/{i}" if isinstance(value, list) else ""))
-    return found
-
-
-def compile_schema(schema: dict[str, Any]) -> Schema:
-    """The grammar for a schema; SchemaError naming any keyword llama.cpp cannot express."""
-    import jsonschema
-
-    try:
-        jsonschema.validators.validator_for(schema).check_schema(schema)
-    except jsonschema.SchemaError as exc:
-        raise SchemaError(f"the schema is not a valid JSON Schema: {exc.message}") from None
-    if missing := _unsupported(schema):
-        raise SchemaError(
-            f"the schema uses {', '.join(missing)}, which llama.cpp's grammars cannot express",
-            hint="drop or rewrite those keywords",
-        )
-    from llama_cpp.llama_grammar import json_schema_to_gbnf
-
-    try:
-        grammar = json_schema_to_gbnf(json.dumps(schema))
-    except Exception as exc:  # the converter's own refusals (unknown formats, bad $refs, ...)
-        raise SchemaError(f"llama.cpp cannot turn the schema into a grammar: {exc}") from None
-    # This converter lets control characters (a raw newline) into strings, which JSON forbids; llama.cpp's
-    # own converter excludes them, as here.
-    return Schema(schema, grammar.replace(_LOOSE_CHAR, _STRICT_CHAR))
 
 
 def read_grammar(path: Path) -> str:

@@ -86,6 +86,11 @@ class Proxy(ThreadingHTTPServer):
     def url(self) -> str:
         return f"http://127.0.0.1:{self.server_address[1]}"
 
+    def close(self) -> None:
+        """Stop serving and release the port."""
+        self.shutdown()
+        self.server_close()
+
     def die(self) -> None:
         threading.Thread(target=self.shutdown, daemon=True).start()
         self.socket.close()  # new connections are refused from now on

@@ -17,7 +17,7 @@ os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
 
 from realmodel import fetch_gemma
 from thinkers import Thinker, write_thinker
-from tinymodel import STORIES, VOCABS, write_chat_model, write_program_model
+from tinymodel import PLAIN_TEMPLATE, STORIES, VOCABS, chain, write_chat_model, write_program_model
 
 from llmcli.engine import EngineOptions, LocalEngine, Vocabulary
 
@@ -64,6 +64,18 @@ def program_model(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Pat
         return cache[key]
 
     return make
+
+
+# "Here is the German translation:\nHallo Welt" in the llama-spm vocabulary, after "assistant>".
+HALLO_ANSWER = [29958, 2266, 338, 278, 5332, 13962, 29901, 13, 29950, 26177, 7633]
+
+
+@pytest.fixture
+def hallo(program_model: Callable[..., Path]) -> Path:
+    """A program model that answers every request with HALLO_ANSWER (a preamble, then `Hallo Welt`)."""
+    return program_model(
+        chain(HALLO_ANSWER), chat_template=PLAIN_TEMPLATE.replace("assistant:", "assistant>")
+    )
 
 
 @pytest.fixture(scope="session")

@@ -1,17 +1,20 @@
 """A scripted engine for orchestration tests: queued answers, recorded calls, a toy tokenizer.
 
-It implements what Chat uses of the `Engine` protocol. Its tokenizer is greedy longest-match over
-single bytes plus a few multi-byte pieces, while answers are emitted one byte per token: so an
-answer re-tokenized from its text comes out as different tokens than were generated, the case the
-chat's token ledger exists for.
+It implements the whole `Engine` contract: generate, and with takes_messages chat (the messages are
+recorded; the answer comes from the queue); it neither speculates nor scores. Its tokenizer is greedy
+longest-match over single bytes plus a few multi-byte pieces, while answers are emitted one byte per
+token: so an answer re-tokenized from its text comes out as different tokens than were generated,
+the case the chat's token ledger exists for.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
-from llmcli.engine import Generation
+from llmcli.engine import Capabilities, Generation, Unsupported
+from llmcli.engine.contract import Pieces
 from llmcli.sampling import SamplingConfig
 
 SPECIAL = ("<|im_start|>", "<|im_end|>")  # control tokens: only parsed with parse_special
@@ -20,15 +23,16 @@ PIECES = ("Paris", "France", "capital", "the ", "of ")  # what the tokenizer mer
 
 @dataclass
 class Call:
-    """One generate() call: the prompt's tokens and the sampling it ran with."""
+    """One generate() or chat() call: the prompt's tokens (or the messages) and the sampling it ran with."""
 
     tokens: list[int]
     sampling: SamplingConfig
+    messages: list[dict[str, str]] | None = None
 
 
 @dataclass
 class ScriptedEngine:
-    """Answers from a queue, one byte-token at a time; every generate() call is recorded."""
+    """Answers from a queue, one byte-token at a time; every generate() and chat() call is recorded."""
 
     answers: list[str] = field(default_factory=list)
     n_ctx: int = 4096
@@ -40,6 +44,13 @@ class ScriptedEngine:
         self._vocab: list[bytes] = [bytes([b]) for b in range(256)]
         self._vocab += [p.encode() for p in PIECES] + [s.encode() for s in SPECIAL]
         self._special = {s.encode(): 256 + len(PIECES) + i for i, s in enumerate(SPECIAL)}
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return Capabilities(messages=self.takes_messages)
+
+    def kv_cache_bytes(self, n_ctx: int) -> int | None:
+        return None
 
     def tokenize(self, text: str, *, add_special: bool = True, parse_special: bool = False) -> list[int]:
         raw, pos = text.encode("utf-8"), 0
@@ -73,11 +84,19 @@ class ScriptedEngine:
         tokens = self.tokenize(prompt) if isinstance(prompt, str) else list(prompt)
         self.calls.append(Call(tokens, sampling))
         answer = self.answers.pop(0)
-        gen = Generation(iter(()), sampling)
-        gen._pieces = self._emit(gen, answer, len(tokens))
-        return gen
+        return Generation(sampling, lambda gen: self._emit(gen, answer, len(tokens)))
 
-    def _emit(self, gen: Generation, answer: str, n_prompt: int) -> Iterator[str]:
+    def chat(self, messages: list[dict[str, str]], sampling: SamplingConfig) -> Generation:
+        if not self.takes_messages:
+            raise Unsupported("this scripted engine takes rendered prompts")
+        self.calls.append(Call([], sampling, [dict(m) for m in messages]))
+        answer = self.answers.pop(0)
+        return Generation(sampling, lambda gen: self._emit(gen, answer, 0))
+
+    def window_logits(self, tokens: Sequence[int], first: int) -> Iterator[tuple[int, Any]]:
+        raise Unsupported("a scripted engine has no logits")
+
+    def _emit(self, gen: Generation, answer: str, n_prompt: int) -> Pieces:
         gen.stats.prompt_tokens = n_prompt
         for byte in answer.encode("ascii"):  # one token per character
             gen.tokens.append(byte)

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from test_cli_complete import assert_one_line_error
 
 from llmcli.engine import LocalEngine
 from llmcli.tasks.bench import random_tokens
@@ -16,17 +17,6 @@ Run = Callable[..., subprocess.CompletedProcess[str]]
 
 # One thread: a second one only adds waiting on a shared two-core machine; timings are never asserted.
 SMALL = ("-p", "32", "-n", "16", "-r", "2", "--threads", "1")
-
-
-def assert_usage_error(result: subprocess.CompletedProcess[str], *needles: str) -> None:
-    assert result.returncode == 2, result.stderr
-    assert result.stdout == ""
-    err = result.stderr.strip()
-    assert "Traceback" not in err
-    assert len(err.splitlines()) == 1, err
-    assert err.startswith("error: ")
-    for needle in needles:
-        assert needle in err
 
 
 def test_json_figures(run_cli: Run, stories: Path) -> None:
@@ -92,7 +82,7 @@ def test_zero_skips_a_test(run_cli: Run, stories: Path, args: list[str], names: 
     ],
 )
 def test_usage_errors(run_cli: Run, stories: Path, args: list[str], needle: str) -> None:
-    assert_usage_error(run_cli("bench", "-m", str(stories), "--threads", "1", *args), needle)
+    assert_one_line_error(run_cli("bench", "-m", str(stories), "--threads", "1", *args), 2, needle)
 
 
 def test_random_prompt_is_fixed_and_plain(stories_engine: LocalEngine) -> None:

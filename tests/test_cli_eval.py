@@ -13,8 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from test_cli_translate import ANSWER, TEMPLATE
-from tinymodel import SHARED, chain, write_chat_model
+from tinymodel import SHARED, write_chat_model
 
 from llmcli.tasks.evaluate import (
     Item,
@@ -36,11 +35,6 @@ FLORES = SHARED / "eval" / "flores200_devtest"
 @pytest.fixture(scope="module")
 def chat_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_chat_model(tmp_path_factory.mktemp("eval-cli") / "chat.gguf")
-
-
-@pytest.fixture
-def hallo(program_model: Callable[..., Path]) -> Path:
-    return program_model(chain(ANSWER), chat_template=TEMPLATE)
 
 
 def table(stdout: str) -> list[list[str]]:

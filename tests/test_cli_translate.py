@@ -13,13 +13,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from tinymodel import PLAIN_TEMPLATE, chain, write_chat_model
+from tinymodel import write_chat_model
 
 Run = Callable[..., subprocess.CompletedProcess[str]]
-
-# "Here is the German translation:\nHallo Welt" in the llama-spm vocabulary, after "assistant>".
-ANSWER = [29958, 2266, 338, 278, 5332, 13962, 29901, 13, 29950, 26177, 7633]
-TEMPLATE = PLAIN_TEMPLATE.replace("assistant:", "assistant>")
 
 DOCUMENT = """\
 # Getting started
@@ -63,11 +59,6 @@ llmcli translate --to de README.md
 @pytest.fixture(scope="module")
 def chat_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_chat_model(tmp_path_factory.mktemp("translate-cli") / "chat.gguf")
-
-
-@pytest.fixture
-def hallo(program_model: Callable[..., Path]) -> Path:
-    return program_model(chain(ANSWER), chat_template=TEMPLATE)
 
 
 def test_text_argument_gets_only_the_translation(run_cli: Run, hallo: Path) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from llmcli.engine import EngineOptions, LocalEngine
+from llmcli.engine import Capabilities, EngineOptions, LocalEngine, Unsupported
 from llmcli.errors import ContextOverflowError
 from llmcli.sampling import SamplingConfig
 
@@ -23,6 +23,15 @@ def test_greedy_story(stories_engine: LocalEngine) -> None:
     assert result.text.startswith(LILY)
     assert result.finish_reason == "length"
     assert result.stats.generated_tokens == 40 == len(result.tokens)
+
+
+def test_the_contract_says_what_a_local_engine_does(stories_engine: LocalEngine) -> None:
+    assert stories_engine.capabilities == Capabilities(speculation=True, scoring=True)
+    assert not stories_engine.takes_messages and stories_engine.kv_cache_bytes(1024)
+    with pytest.raises(Unsupported):
+        stories_engine.chat([{"role": "user", "content": "Hi"}], GREEDY)
+    stats = stories_engine.generate("Once upon a time", GREEDY).run().stats
+    assert stats.prompt_ms > 0 and stats.decode_ms > 0 and 0 < stats.ttft_ms <= stats.total_ms
 
 
 def test_greedy_is_deterministic(stories_engine: LocalEngine) -> None:

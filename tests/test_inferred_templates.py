@@ -176,7 +176,7 @@ def phi3_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_plain_fallback_stops_before_the_next_user_turn(plain_model: Path) -> None:
     with LocalEngine(plain_model, EngineOptions(n_ctx=512)) as engine:
-        template = LoadedModel(engine, None).chat_template()
+        template = LoadedModel(engine, None, model=engine).chat_template()
         assert template.label == "fallback"
         chat = Chat(engine, template, SamplingConfig(temperature=0.0, max_tokens=40))
         assert "".join(chat.ask("What is the capital of France?")) == " Paris"
@@ -187,7 +187,7 @@ def test_plain_fallback_stops_before_the_next_user_turn(plain_model: Path) -> No
 
 def test_inferred_phi3_through_the_engine(phi3_model: Path) -> None:
     with LocalEngine(phi3_model, EngineOptions(n_ctx=512)) as engine:
-        template = LoadedModel(engine, None).chat_template()
+        template = LoadedModel(engine, None, model=engine).chat_template()
         assert template.label == "inferred (phi-3)"
         chat = Chat(engine, template, SamplingConfig(temperature=0.0, max_tokens=40), system="Be brief.")
         assert "".join(chat.ask("What is the capital of France?")) == " Paris"

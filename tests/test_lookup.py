@@ -10,7 +10,7 @@ from ties import assert_same_up_to_a_tie
 from tinymodel import chain
 
 from llmcli.engine import EngineOptions, LocalEngine
-from llmcli.engine.lookup import DraftBudget, NgramIndex
+from llmcli.engine.speculative import DraftBudget, NgramIndex
 from llmcli.errors import UsageError
 from llmcli.sampling import SamplingConfig
 
@@ -138,4 +138,4 @@ def test_a_draft_model_of_another_vocabulary_is_refused(
         pytest.raises(UsageError, match="another vocabulary"),
     ):
         engine.use_draft_model(other)
-    assert other._ctx is None  # closed, not leaked
+    assert other.closed  # closed, not leaked

@@ -221,15 +221,41 @@ def test_round_trip_shuffled_real_lines() -> None:
 
 # --- a rich document ------------------------------------------------------------------------------
 
+# Blocks that stay as they are whatever their text: both RICH and its uppercased render hold them.
+FRONT_MATTER = [
+    "",
+    "",
+    "---",
+    "title: Release notes",
+    "tags: [a, b]",
+    "---",
+    "",
+]
+CODE_AND_COMMENT = [
+    "```python",
+    "# not a heading",
+    "- not an item",
+    "```",
+    "",
+    "    indented code",
+    "    more code",
+    "",
+    "<!-- a comment",
+    "over two lines -->",
+]
+CLOSING_BLOCKS = [
+    "<br>",
+    "",
+    "***",
+    "",
+    "[docs]: https://example.com/docs",
+    "2024-01-01",
+    "",
+]
+
 RICH = "\n".join(
     [
-        "",
-        "",
-        "---",
-        "title: Release notes",
-        "tags: [a, b]",
-        "---",
-        "",
+        *FRONT_MATTER,
         "# Getting started #",
         "",
         "Welcome to the tool.  ",
@@ -257,37 +283,16 @@ RICH = "\n".join(
         "> spans two lines.",
         "> > Nested quote.",
         "",
-        "```python",
-        "# not a heading",
-        "- not an item",
-        "```",
-        "",
-        "    indented code",
-        "    more code",
-        "",
-        "<!-- a comment",
-        "over two lines -->",
+        *CODE_AND_COMMENT,
         "Use `pip install` then run.",
-        "<br>",
-        "",
-        "***",
-        "",
-        "[docs]: https://example.com/docs",
-        "2024-01-01",
-        "",
+        *CLOSING_BLOCKS,
         "Last words  ",
     ]
 )
 
 RICH_UPPER = "\n".join(
     [
-        "",
-        "",
-        "---",
-        "title: Release notes",
-        "tags: [a, b]",
-        "---",
-        "",
+        *FRONT_MATTER,
         "# GETTING STARTED #",
         "",
         "WELCOME TO THE TOOL.  ",
@@ -315,24 +320,9 @@ RICH_UPPER = "\n".join(
         "> SPANS TWO LINES.",
         "> > NESTED QUOTE.",
         "",
-        "```python",
-        "# not a heading",
-        "- not an item",
-        "```",
-        "",
-        "    indented code",
-        "    more code",
-        "",
-        "<!-- a comment",
-        "over two lines -->",
+        *CODE_AND_COMMENT,
         "USE `pip install` THEN RUN.",
-        "<br>",
-        "",
-        "***",
-        "",
-        "[docs]: https://example.com/docs",
-        "2024-01-01",
-        "",
+        *CLOSING_BLOCKS,
         "LAST WORDS  ",
     ]
 )

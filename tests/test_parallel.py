@@ -4,14 +4,14 @@ and `--parallel` through the installed command."""
 from __future__ import annotations
 
 import subprocess
-import threading
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from ties import each_in_a_thread
 from tinymodel import write_chat_model
 
-from llmcli.engine import EngineOptions, LocalEngine, ParallelEngine
+from llmcli.engine import Capabilities, EngineOptions, LocalEngine, ParallelEngine, Unsupported
 from llmcli.errors import ContextOverflowError, GenerationError
 from llmcli.sampling import SamplingConfig
 
@@ -33,11 +33,7 @@ def run_all(engine: ParallelEngine, jobs: list[tuple[str, SamplingConfig]]) -> l
     def work(i: int) -> None:
         results[i] = engine.generate(jobs[i][0], jobs[i][1]).run().text
 
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(jobs))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    each_in_a_thread(work, len(jobs))
     return results
 
 
@@ -80,6 +76,18 @@ def test_a_shared_prefix_is_evaluated_once(stories: Path, stories_engine: LocalE
         gens = [engine.generate(p, s) for p, s in jobs[1:]]
         assert [g.run().text for g in gens] == expected[1:]
         assert all(g.stats.cached_tokens >= shared for g in gens)
+
+
+def test_capabilities_and_speed_stats(stories: Path) -> None:
+    with ParallelEngine(LocalEngine(stories, EngineOptions(n_ctx=512, n_seq_max=2))) as engine:
+        assert engine.capabilities == Capabilities(parallel=2)
+        with pytest.raises(Unsupported):
+            engine.window_logits([1, 2, 3], 0)
+        gens = [engine.generate(p, SamplingConfig(temperature=0.0, max_tokens=16)) for p in PROMPTS[:3]]
+        for stats in [g.run().stats for g in gens]:
+            assert stats.generated_tokens == 16
+            assert stats.prompt_ms > 0 and stats.decode_ms > 0 and 0 < stats.ttft_ms <= stats.total_ms
+            assert stats.prompt_tps > 0 and stats.decode_tps > 0
 
 
 def test_limits_and_closing(stories: Path) -> None:

@@ -15,7 +15,7 @@ from tinymodel import SHARED
 
 from llmcli.engine import EngineOptions, LocalEngine
 from llmcli.errors import UsageError
-from llmcli.tasks.perplexity import perplexity, plan_windows
+from llmcli.tasks.perplexity import perplexity, plan_windows, window_nll
 
 Run = Callable[..., subprocess.CompletedProcess[str]]
 FLORES_EN = SHARED / "eval" / "flores200_devtest" / "eng_Latn.devtest"
@@ -47,7 +47,7 @@ def test_windows_follow_llama_perplexity() -> None:
 def test_score_is_the_log_softmax_of_the_models_logits(stories: Path) -> None:
     with LocalEngine(stories, EngineOptions(n_ctx=128)) as engine:
         tokens = engine.tokenize("Once upon a time, there was a little girl named Lily. She loved to play.")
-        nll = engine.score(tokens, 3)
+        nll = window_nll(engine, tokens, 3)
         assert len(nll) == len(tokens) - 4
         for position in (3, 8, len(tokens) - 2):
             logits = engine.next_logits(tokens[: position + 1]).astype(np.float64)

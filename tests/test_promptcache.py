@@ -96,7 +96,7 @@ def test_the_size_bound_is_a_setting(stories: Path, tmp_path: Path, monkeypatch:
 
     monkeypatch.setenv("LLMCLI_HOME", str(tmp_path))
     with load_model(Settings(model=str(stories), prompt_cache_mb=3), prompt_cache=True) as loaded:
-        assert loaded.engine._prompt_cache is not None
-        assert loaded.engine._prompt_cache.max_bytes == 3 << 20
+        assert loaded.local().prompt_cache is not None
+        assert loaded.local().prompt_cache.max_bytes == 3 << 20
     with pytest.raises(UsageError, match="prompt_cache_mb"):
         load_model(Settings(model=str(stories), prompt_cache_mb=0), prompt_cache=True)

@@ -29,8 +29,7 @@ def server(stories: Path) -> Iterator[int]:
 def proxy(server: int) -> Iterator[Proxy]:
     front = Proxy(server)
     yield front
-    front.shutdown()
-    front.server_close()
+    front.close()
 
 
 @pytest.fixture

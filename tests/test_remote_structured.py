@@ -18,20 +18,30 @@ import jsonschema
 import pytest
 from backend_proxy import Proxy
 from test_remote import WITH_KEY, proxy, server
+from test_structured import PEOPLE_SCHEMA
 
 Run = Callable[..., subprocess.CompletedProcess[str]]
-SCHEMA = {
-    "type": "object",
-    "properties": {
-        "city": {"type": "string", "maxLength": 12},
-        "capital": {"type": "boolean"},
-        "people": {"type": "array", "items": {"type": "string", "maxLength": 8}, "maxItems": 2},
-    },
-    "required": ["city", "capital", "people"],
-    "additionalProperties": False,
-}
+SCHEMA = PEOPLE_SCHEMA  # bounded strings and lists (test_structured's)
 PROMPT = "Paris is the capital of France. As JSON:"
 __all__ = ["proxy", "server"]  # the fixtures, shared with test_remote (a server of their own per module)
+
+
+def complete_under(
+    run_cli: Run, proxy: Proxy, schema_file: str, tokens: int
+) -> subprocess.CompletedProcess[str]:
+    """`llmcli complete PROMPT --schema FILE` greedily through the proxy."""
+    args = [
+        "complete",
+        PROMPT,
+        "--backend",
+        proxy.url,
+        "--greedy",
+        "-n",
+        str(tokens),
+        "--schema",
+        schema_file,
+    ]
+    return run_cli(*args, env=WITH_KEY)
 
 
 @pytest.fixture
@@ -53,18 +63,7 @@ def docs(tmp_path: Path) -> Path:
 def test_complete_sends_the_schema_and_its_grammar_and_the_record_validates(
     run_cli: Run, proxy: Proxy, schema_file: str
 ) -> None:
-    result = run_cli(
-        "complete",
-        PROMPT,
-        "--backend",
-        proxy.url,
-        "--greedy",
-        "-n",
-        "120",
-        "--schema",
-        schema_file,
-        env=WITH_KEY,
-    )
+    result = complete_under(run_cli, proxy, schema_file, 120)
     assert result.returncode == 0, result.stderr
     jsonschema.validate(json.loads(result.stdout), SCHEMA)
     [sent] = proxy.bodies
@@ -160,17 +159,6 @@ def test_a_server_that_ignores_the_constraint_is_caught_by_the_check(
     run_cli: Run, proxy: Proxy, schema_file: str
 ) -> None:
     proxy.ignore = ("response_format", "grammar", "structured_outputs")
-    result = run_cli(
-        "complete",
-        PROMPT,
-        "--backend",
-        proxy.url,
-        "--greedy",
-        "-n",
-        "30",
-        "--schema",
-        schema_file,
-        env=WITH_KEY,
-    )
+    result = complete_under(run_cli, proxy, schema_file, 30)
     assert result.returncode != 0
     assert "the output is not valid JSON" in result.stderr and "Traceback" not in result.stderr

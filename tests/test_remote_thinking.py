@@ -52,8 +52,7 @@ def proxy(request: pytest.FixtureRequest, server: int, thinker: Thinker) -> Iter
     if request.param == "llama-server":
         front.template = thinker.template
     yield front
-    front.shutdown()
-    front.server_close()
+    front.close()
 
 
 def ask(run_cli: Run, url: str, *args: str) -> tuple[subprocess.CompletedProcess[str], dict]:
@@ -120,8 +119,7 @@ def test_a_strict_server_gets_the_request_again_without_the_fields_it_refuses(
     try:
         result, answer = ask(run_cli, strict.url, "--think", "off")
     finally:
-        strict.shutdown()
-        strict.server_close()
+        strict.close()
     assert result.stdout == ANSWER + "\n" and "reasoning_content" not in answer
     refused, accepted = strict.bodies
     assert "chat_template_kwargs" in refused and "reasoning_effort" in refused
@@ -141,8 +139,7 @@ def complete(run_cli: Run, url: str, prompt: str, *args: str) -> dict:
 def plain(server: int) -> Iterator[Proxy]:
     front = Proxy(server)
     yield front
-    front.shutdown()
-    front.server_close()
+    front.close()
 
 
 def test_complete_splits_the_thinking_off(run_cli: Run, plain: Proxy, thinker: Thinker) -> None:

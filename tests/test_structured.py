@@ -14,24 +14,24 @@ from tinymodel import PLAIN_TEMPLATE, VOCABS, chain
 
 from llmcli.chat.templates import ChatTemplate
 from llmcli.engine import EngineOptions, LocalEngine, ParallelEngine, Vocabulary
+from llmcli.engine.grammar import compile_schema
 from llmcli.errors import UsageError
 from llmcli.sampling import SamplingConfig
-from llmcli.structured import OutputError, SchemaError, compile_schema, load_schema, parse_fields
+from llmcli.structured import OutputError, SchemaError, load_schema, parse_fields
 
 Run = Callable[..., subprocess.CompletedProcess[str]]
 RECORD = ['{"', "city", '":', ' "', "Par", "is", '"}']  # {"city": "Paris"}, each token once
 # Bounded strings and lists: stories260K would otherwise go on telling its story inside one.
-PEOPLE = compile_schema(
-    {
-        "type": "object",
-        "properties": {
-            "name": {"type": "string", "maxLength": 24},
-            "age": {"type": "integer"},
-            "friends": {"type": "array", "items": {"type": "string", "maxLength": 8}, "maxItems": 3},
-        },
-        "required": ["name", "age", "friends"],
-    }
-)
+PEOPLE_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "name": {"type": "string", "maxLength": 24},
+        "age": {"type": "integer"},
+        "friends": {"type": "array", "items": {"type": "string", "maxLength": 8}, "maxItems": 3},
+    },
+    "required": ["name", "age", "friends"],
+}
+PEOPLE = compile_schema(PEOPLE_SCHEMA)
 
 # --- schemas ----------------------------------------------------------------------------------------
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from llmcli.engine import LocalEngine, ParallelEngine
 from llmcli.sampling import SamplingConfig
@@ -36,9 +36,14 @@ def generate_together(
     def work(i: int) -> None:
         batched[i] = parallel.generate(prompts[i], sampling).run().tokens
 
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(prompts))]
+    each_in_a_thread(work, len(prompts))
+    return batched
+
+
+def each_in_a_thread(work: Callable[[int], None], n: int) -> None:
+    """work(0) … work(n - 1), each in a thread of its own, all at once; returns when all are done."""
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(n)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    return batched

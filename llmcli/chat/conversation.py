@@ -12,16 +12,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, cast
 
 from llmcli.chat.templates import ChatTemplate
 from llmcli.engine import Completion, Engine, Generation
 from llmcli.errors import ContextOverflowError, UsageError
 from llmcli.reasoning import THINK, ThinkMode, ThinkPlan, plan_for
 from llmcli.sampling import SamplingConfig
-
-if TYPE_CHECKING:
-    from llmcli.engine.remote import RemoteEngine
 
 MAX_CHECKPOINTS = 64
 DEFAULT_ANSWER_RESERVE = 1024
@@ -119,7 +115,7 @@ class Chat:
     def encode(self, text: str) -> list[int]:
         """Tokens for a rendered prompt: the exact tokens of an earlier turn where they still apply."""
         full = self._tokenize(text)
-        if self.engine.takes_messages:
+        if self.engine.capabilities.messages:
             return full  # only counted: the server renders and evaluates the conversation itself
         raw = text.encode("utf-8")
         new_ends: dict[int, int] | None = None
@@ -196,11 +192,11 @@ class Chat:
             self.messages.pop()
             raise
         generation: Generation
-        if self.engine.takes_messages:
+        if self.engine.capabilities.messages:
             # The server renders the conversation: it gets the switch, and splits the thinking off itself.
             plan = ThinkPlan(THINK, budget=self.reasoning_budget, mode=self.think)
             sampling = replace(self.sampling, think=plan)
-            generation = cast("RemoteEngine", self.engine).chat(self.visible(), sampling)
+            generation = self.engine.chat(self.visible(), sampling)
         else:
             self._remember(text, tokens)
             generation = self.engine.generate(

@@ -22,6 +22,8 @@ if TYPE_CHECKING:
     # Typer vendors click: its classes are named only there.
     from typer._click import Command, Context
 
+    from llmcli.ui.environment import Environment
+
 # Every command and sub-group, in `--help` order: the module that registers it on `app`, and the
 # first sentence of its help, which is all the listing and completion show (tests/test_cli_startup.py
 # checks both against the registrations).
@@ -135,6 +137,7 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
+    ctx: typer.Context,
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")
     ] = False,
@@ -144,6 +147,10 @@ def _root(
 ) -> None:
     if debug:
         os.environ["LLMCLI_DEBUG"] = "1"
+    if ctx.obj is None:  # given by _run, or by a test's CliRunner().invoke(app, ..., obj=env)
+        from llmcli.ui.environment import Environment
+
+        ctx.obj = Environment.from_system()
 
 
 # --- entry point -------------------------------------------------------------------------------
@@ -177,14 +184,20 @@ def main(argv: list[str] | None = None) -> None:
     sys.exit(_run(argv))
 
 
-def _run(argv: list[str] | None) -> int:
-    """The app's exit code; every failure becomes one line on stderr."""
+def _run(argv: list[str] | None, env: Environment | None = None) -> int:
+    """The app's exit code; every failure becomes one line on stderr.
+
+    env: the streams and variables every command uses (the process's own when None).
+    """
+    from llmcli.ui.environment import Environment
+
+    env = env or Environment.from_system()
     # Typer may vendor its own click: find its usage-error class through a public name.
     usage_error: type[Exception] = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
-    debug = bool(os.environ.get("LLMCLI_DEBUG")) or "--debug" in (argv or sys.argv)
+    debug = bool(env.environ.get("LLMCLI_DEBUG")) or "--debug" in (argv or sys.argv)
     code: int = ExitCode.OK
     try:
-        result = app(args=argv, standalone_mode=False, prog_name="llmcli")
+        result = app(args=argv, standalone_mode=False, prog_name="llmcli", obj=env)
         code = result if isinstance(result, int) else ExitCode.OK
     except usage_error as exc:
         ctx = getattr(exc, "ctx", None)
@@ -193,7 +206,7 @@ def _run(argv: list[str] | None) -> int:
             sys.stdout.write(ctx.get_help() + "\n")  # `llmcli`, `llmcli models`: the help, as asked
         else:
             message = " ".join(exc.format_message().split())  # type: ignore[attr-defined]
-            sys.stderr.write(f"error: {message} (see `{cmd} --help`)\n")
+            env.stderr.write(f"error: {message} (see `{cmd} --help`)\n")
         code = ExitCode.USAGE
     except typer.Abort:
         code = ExitCode.INTERRUPTED
@@ -205,14 +218,14 @@ def _run(argv: list[str] | None) -> int:
             raise
         from llmcli.ui.render import error_line
 
-        sys.stderr.write(error_line(exc) + "\n")
+        env.stderr.write(error_line(exc) + "\n")
         code = exc.exit_code
     except KeyboardInterrupt:
         code = ExitCode.INTERRUPTED
     except OSError as exc:
         if debug:
             raise
-        sys.stderr.write(
+        env.stderr.write(
             f"error: {exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else "") + "\n"
         )
         code = ExitCode.ERROR

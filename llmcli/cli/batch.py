@@ -1,19 +1,32 @@
-"""What summarize and translate share: reading their inputs, and running and reporting a batch."""
+"""The body that summarize, translate and extract share: read the inputs, load the model, check the
+split of its context, run the documents, write and report the outputs, and exit with the batch's code."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
 
 from llmcli.errors import ExitCode, LlmcliError, UsageError
-from llmcli.tasks.batch import Output
+from llmcli.tasks.batch import DocumentWorker, Output
 from llmcli.text.documents import Source
 from llmcli.ui.environment import Environment
 
 if TYPE_CHECKING:
+    from llmcli.chat.templates import ChatTemplate
+    from llmcli.cli.options import LoadOptions
+    from llmcli.config import Settings
+    from llmcli.engine import Engine
     from llmcli.tasks.runtime import LoadedModel
+
+# A batch command's task for one document, on the engine (parallel when several) and chat template.
+Worker = Callable[["Engine", "ChatTemplate"], DocumentWorker]
+T = TypeVar("T", bound=DocumentWorker)
 
 
 def read_inputs(env: Environment, paths: list[str] | None, verb: str) -> tuple[list[Source], bytes | None]:
@@ -27,32 +40,70 @@ def read_inputs(env: Environment, paths: list[str] | None, verb: str) -> tuple[l
     return [Source.stdin()], env.stdin.read()
 
 
+def one_output(**given: Path | None) -> None:
+    """At most one of these output options (out_dir stands for --out-dir) may be given."""
+    flags = ["--" + name.replace("_", "-") for name in given]
+    if sum(value is not None for value in given.values()) > 1:
+        if len(flags) == 2:
+            raise UsageError(f"give {flags[0]} or {flags[1]}, not both")
+        raise UsageError(f"give only one of {', '.join(flags[:-1])} and {flags[-1]}")
+
+
+def bind(
+    task: Callable[..., T], env: Environment, load: LoadOptions, verbose: bool, **kw: Any
+) -> Callable[[Engine, ChatTemplate], T]:
+    """task (Summarizer, Translator, Extractor) with all but its engine and template given: kw, and
+    prompt lookup as --speculative asks; its plan is told on stderr with --verbose."""
+    from llmcli.ui.render import note
+
+    notify = (lambda message: note(env, message)) if verbose else None
+    return partial(task, notify=notify, lookup=load.lookup(), **kw)
+
+
+@dataclass(frozen=True)
+class BatchJob:
+    """A batch command's documents, where their outputs go, and the word that counts the done ones."""
+
+    sources: list[Source]
+    stdin: bytes | None  # the bytes of standard input when a source is `-`
+    output: Output
+    force: bool = False
+    done_word: str = "done"
+
+
+def run_job(env: Environment, job: BatchJob, settings: Settings, load: LoadOptions, worker: Worker) -> None:
+    """Load the settings' model for the job, check its split, run every document and report the batch."""
+    with load.load(env, settings, inputs=len(job.sources)) as loaded:
+        template = loaded.chat_template()
+        first = worker(loaded.runner, template)
+        check_split(first.budget, loaded)
+        key = json.dumps([loaded.name, *first.settings()], sort_keys=True)
+        run_documents(
+            env, job, lambda text: worker(loaded.runner, template).process(text), key, loaded.n_parallel
+        )
+
+
 def run_documents(
-    env: Environment,
-    sources: list[Source],
-    process: Callable[[str], tuple[str, int]],
-    output: Output,
-    *,
-    settings: str,
-    force: bool,
-    stdin: bytes | None,
-    done_word: str,
-    workers: int = 1,
+    env: Environment, job: BatchJob, process: Callable[[str], tuple[str, int]], key: str, workers: int = 1
 ) -> None:
-    """Run a batch with progress on stderr; report it; exit 1 if a file failed, 130 on Ctrl-C."""
+    """Run a batch with progress on stderr; report it; exit 1 if a file failed, 130 on Ctrl-C.
+
+    key: the settings part of each input's key (a rerun skips inputs done with the same).
+    """
     from llmcli.tasks.batch import run_batch
     from llmcli.ui.render import BatchProgress, note
 
+    output = job.output
     to_files = output.out_dir is not None or output.jsonl is not None
-    progress = BatchProgress(env) if len(sources) > 1 or to_files else None
+    progress = BatchProgress(env) if len(job.sources) > 1 or to_files else None
     try:
         results = run_batch(
-            sources,
+            job.sources,
             process,
             output,
-            settings=settings,
-            force=force,
-            stdin=stdin,
+            settings=key,
+            force=job.force,
+            stdin=job.stdin,
             emit=env.write,
             progress=progress,
             workers=workers,
@@ -72,29 +123,12 @@ def run_documents(
     if len(results) > 1 or to_files:
         done = sum(r.status == "done" for r in results)
         skipped = sum(r.status == "skipped" for r in results)
-        note(env, f"{done} {done_word}, {skipped} already done, {len(failed)} failed")
+        note(env, f"{done} {job.done_word}, {skipped} already done, {len(failed)} failed")
     for r in failed:
         # One input: a plain error line, like any other command's (the message names the input).
         note(env, f"error: {r.error}" if len(results) == 1 else f"failed: {r.path}: {r.error}", error=True)
     if failed:
         raise typer.Exit(ExitCode.ERROR)
-
-
-def load_batch_model(env: Environment, params: dict[str, Any], inputs: int) -> LoadedModel:
-    """The command's model, with as many parallel sequences as --parallel (or the default) asks."""
-    from llmcli.cli.options import parallel, settings
-    from llmcli.tasks.runtime import load_model
-    from llmcli.ui.render import DownloadBar
-
-    workers, auto = parallel(params, inputs)
-    return load_model(
-        settings(params),
-        offline=params["offline"],
-        progress=DownloadBar(env),
-        parallel=workers,
-        auto_parallel=auto,
-        draft_model=params.get("draft_model"),
-    )
 
 
 def check_split(budget: Callable[[], int], loaded: LoadedModel) -> None:

@@ -11,44 +11,23 @@ import typer
 from llmcli.cli.app import app
 from llmcli.cli.options import (
     SAMPLING_HELP,
-    Backend,
-    CacheTypeK,
-    CacheTypeV,
-    Ctx,
-    DraftTokens,
     Files,
-    FlashAttn,
-    GpuLayers,
-    GrammarOption,
-    Greedy,
-    HideThinking,
-    MaxTokens,
-    MinP,
-    Model,
-    Offline,
-    PromptCacheFlag,
-    ReasoningBudget,
-    RepeatPenalty,
-    SchemaOption,
-    Seed,
-    Speculative,
-    Stop,
-    Temperature,
-    Think,
-    Threads,
-    TopK,
-    TopP,
+    InteractiveLoad,
+    ModelOptions,
+    Omit,
+    RuntimeOptions,
+    SamplingOptions,
+    StructuredOptions,
+    ThinkingOptions,
     Verbose,
     complete_session,
+    inject,
 )
-from llmcli.cli.options import constraint as make_constraint
-from llmcli.cli.options import lookup as make_lookup
-from llmcli.cli.options import sampling as make_sampling
+from llmcli.ui.environment import Environment
 
 if TYPE_CHECKING:
+    from llmcli.chat.sessions import SessionStore
     from llmcli.chat.templates import ChatTemplate
-from llmcli.cli.options import settings as make_settings
-from llmcli.cli.options import thinking as make_thinking
 
 sessions_app = typer.Typer(help="List, show, export and remove saved chat sessions.", no_args_is_help=True)
 app.add_typer(sessions_app, name="sessions")
@@ -59,9 +38,11 @@ SessionName = Annotated[
 
 
 @app.command(epilog=SAMPLING_HELP)
+@inject
 def chat(
-    model: Model = None,
-    backend: Backend = None,
+    *,
+    env: Environment,
+    model: ModelOptions,
     system: Annotated[str | None, typer.Option("--system", help="System prompt.", show_default=False)] = None,
     system_file: Annotated[
         Path | None,
@@ -77,34 +58,15 @@ def chat(
         ),
     ] = None,
     file: Files = None,
-    ctx: Ctx = None,
-    threads: Threads = None,
-    gpu_layers: GpuLayers = None,
-    flash_attn: FlashAttn = None,
-    cache_type_k: CacheTypeK = None,
-    cache_type_v: CacheTypeV = None,
-    greedy: Greedy = False,
-    temperature: Temperature = None,
-    top_k: TopK = None,
-    top_p: TopP = None,
-    min_p: MinP = None,
-    repeat_penalty: RepeatPenalty = None,
-    seed: Seed = None,
-    max_tokens: MaxTokens = None,
-    stop: Stop = None,
-    think: Think = None,
-    reasoning_budget: ReasoningBudget = None,
-    hide_thinking: HideThinking = False,
-    schema: SchemaOption = None,
-    grammar: GrammarOption = None,
+    runtime: RuntimeOptions,
+    sampling: Annotated[SamplingOptions, Omit("ignore_eos")],
+    thinking: ThinkingOptions,
+    structured: StructuredOptions,
     stats: Annotated[
         bool, typer.Option("--stats/--no-stats", help="A dim footer with tokens and speed.")
     ] = True,
     plain: Annotated[bool, typer.Option("--plain", help="Raw text instead of rendered Markdown.")] = False,
-    prompt_cache: PromptCacheFlag = False,
-    speculative: Speculative = True,
-    draft_tokens: DraftTokens = 8,
-    offline: Offline = False,
+    load: InteractiveLoad,
     verbose: Verbose = False,
 ) -> None:
     """Chat with a model in the terminal; /help lists the commands.
@@ -115,7 +77,6 @@ def chat(
     A thinking model's thinking streams dimmed on stderr above the answer (never on stdout) and is
     saved with it; /think switches it.
     """
-    params = dict(locals())
     from dataclasses import replace
 
     from llmcli.chat.conversation import Chat
@@ -123,16 +84,13 @@ def chat(
     from llmcli.config import Paths
     from llmcli.errors import ContextOverflowError, UsageError
     from llmcli.tasks.complete import count_tokens, files_overflow, read_files, read_note, with_files
-    from llmcli.tasks.runtime import load_model
-    from llmcli.ui.environment import Environment
-    from llmcli.ui.render import DownloadBar, PlainScreen, PromptMeter, chat_screen, note, thinking_note
+    from llmcli.ui.render import PlainScreen, chat_screen, note, thinking_note
     from llmcli.ui.repl import Repl
 
-    env = Environment.from_system()
-    config = make_sampling(params)
-    settings = make_settings(params)
-    thinking = make_thinking(params, "auto")
-    constraint = make_constraint(params)
+    config = sampling.config()
+    settings = model.settings(runtime)
+    think = thinking.resolve()
+    constraint = structured.constraint()
     if system is not None and system_file is not None:
         raise UsageError("give --system or --system-file, not both")
     if system_file is not None:
@@ -160,23 +118,16 @@ def chat(
     if system is not None:
         record.system = system or None
 
-    loaded = load_model(
-        settings,
-        verbose=verbose,
-        offline=offline,
-        progress=DownloadBar(env),
-        prompt_cache=prompt_cache,
-        prompt_meter=PromptMeter(env),
-    )
+    loaded = load.load(env, settings, verbose=verbose, meter=True)
     record.model = loaded.name
-    sampling = replace(config, stop=config.stop + loaded.stop_strings(), constraint=constraint)
+    config = replace(config, stop=config.stop + loaded.stop_strings(), constraint=constraint)
     conversation = Chat(
-        loaded.engine, loaded.chat_template(), sampling, system=record.system, messages=record.messages
+        loaded.engine, loaded.chat_template(), config, system=record.system, messages=record.messages
     )
-    conversation.think, conversation.reasoning_budget = thinking.mode, thinking.budget
-    conversation.lookup = make_lookup(params)
+    conversation.think, conversation.reasoning_budget = think.mode, think.budget
+    conversation.lookup = load.lookup()
     thinks = conversation.template.think_format is not None or conversation.engine.takes_messages
-    if said := thinking_note(think is not None or reasoning_budget is not None, thinks):
+    if said := thinking_note(thinking.asked, thinks):
         note(env, said)
     try:
         if piped is not None:
@@ -184,7 +135,7 @@ def chat(
             for f in files:
                 note(env, read_note(f))
             try:
-                PlainScreen(env, hide_thinking=hide_thinking).answer(
+                PlainScreen(env, hide_thinking=thinking.hide_thinking).answer(
                     conversation.ask(with_files(files, piped.strip()))
                 )
             except ContextOverflowError as exc:
@@ -197,17 +148,11 @@ def chat(
             return
 
         def load_other(ref: str) -> tuple[Any, ChatTemplate, str]:
-            other = load_model(
-                settings.merged(model=ref),
-                verbose=verbose,
-                offline=offline,
-                progress=DownloadBar(env),
-                prompt_cache=prompt_cache,
-            )
+            other = load.load(env, settings.merged(model=ref), verbose=verbose)
             return other.engine, other.chat_template(), other.name
 
         history = None if env.environ.get("LLMCLI_NO_HISTORY") else paths.data_dir / "history"
-        screen = chat_screen(env, plain, hide_thinking=hide_thinking)
+        screen = chat_screen(env, plain, hide_thinking=thinking.hide_thinking)
         screen.dim(f"{loaded.name} · session {record.name} · /help for commands, Ctrl-D to leave")
         repl = Repl(
             conversation, screen, store, record, load_model=load_other, history=history, show_stats=stats
@@ -218,17 +163,22 @@ def chat(
         conversation.engine.close()
 
 
+def _sessions(env: Environment) -> SessionStore:
+    from llmcli.chat.sessions import SessionStore
+    from llmcli.config import Paths
+
+    return SessionStore(Paths.from_env(env.environ).data_dir / "sessions")
+
+
 @sessions_app.command("list")
-def sessions_list(json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+@inject
+def sessions_list(
+    *, env: Environment, json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False
+) -> None:
     """Saved sessions, newest first."""
     import time
 
-    from llmcli.chat.sessions import SessionStore
-    from llmcli.config import Paths
-    from llmcli.ui.environment import Environment
-
-    env = Environment.from_system()
-    records = SessionStore(Paths.from_env().data_dir / "sessions").list()
+    records = _sessions(env).list()
     if json_out:
         env.write(
             json.dumps(
@@ -248,44 +198,40 @@ def sessions_list(json_out: Annotated[bool, typer.Option("--json", help="Print J
 
 
 @sessions_app.command("show")
-def sessions_show(name: SessionName) -> None:
+@inject
+def sessions_show(*, env: Environment, name: SessionName) -> None:
     """Print a session as a Markdown transcript."""
-    from llmcli.chat.sessions import SessionStore, to_markdown
-    from llmcli.config import Paths
-    from llmcli.ui.environment import Environment
+    from llmcli.chat.sessions import to_markdown
 
-    Environment.from_system().write(
-        to_markdown(SessionStore(Paths.from_env().data_dir / "sessions").load(name))
-    )
+    env.write(to_markdown(_sessions(env).load(name)))
 
 
 @sessions_app.command("export")
+@inject
 def sessions_export(
+    *,
+    env: Environment,
     name: SessionName,
     format: Annotated[str, typer.Option("--format", help="md or json.")] = "md",
 ) -> None:
     """Print a session as Markdown or JSON (redirect to a file to keep it)."""
     from dataclasses import asdict
 
-    from llmcli.chat.sessions import SessionStore, to_markdown
-    from llmcli.config import Paths
+    from llmcli.chat.sessions import to_markdown
     from llmcli.errors import UsageError
-    from llmcli.ui.environment import Environment
 
     if format not in ("md", "json"):
         raise UsageError(f"--format must be md or json, got {format!r}")
-    record = SessionStore(Paths.from_env().data_dir / "sessions").load(name)
+    record = _sessions(env).load(name)
     text = to_markdown(record) if format == "md" else json.dumps(asdict(record), ensure_ascii=False, indent=2)
-    Environment.from_system().write(text + "\n")
+    env.write(text + "\n")
 
 
 @sessions_app.command("rm")
-def sessions_rm(name: SessionName) -> None:
+@inject
+def sessions_rm(*, env: Environment, name: SessionName) -> None:
     """Delete a saved session."""
-    from llmcli.chat.sessions import SessionStore
-    from llmcli.config import Paths
-    from llmcli.ui.environment import Environment
     from llmcli.ui.render import note
 
-    SessionStore(Paths.from_env().data_dir / "sessions").remove(name)
-    note(Environment.from_system(), f"removed session {name}")
+    _sessions(env).remove(name)
+    note(env, f"removed session {name}")

@@ -12,83 +12,32 @@ from llmcli import __version__
 from llmcli.cli.app import app
 from llmcli.cli.options import (
     SAMPLING_HELP,
-    Backend,
-    CacheTypeK,
-    CacheTypeV,
-    Ctx,
-    DraftTokens,
     Files,
-    FlashAttn,
-    GpuLayers,
-    GrammarOption,
-    Greedy,
-    HideThinking,
-    IgnoreEos,
-    MaxTokens,
-    MinP,
-    Model,
-    Offline,
-    PromptCacheFlag,
-    ReasoningBudget,
-    RepeatPenalty,
-    SchemaOption,
-    Seed,
-    Speculative,
-    Stop,
-    Temperature,
-    Think,
-    Threads,
-    TopK,
-    TopP,
+    InteractiveLoad,
+    ModelOptions,
+    RuntimeOptions,
+    SamplingOptions,
+    StructuredOptions,
+    ThinkingOptions,
     Verbose,
-)
-from llmcli.cli.options import (
-    constraint as make_constraint,
-)
-from llmcli.cli.options import (
-    lookup as make_lookup,
-)
-from llmcli.cli.options import (
-    sampling as make_sampling,
-)
-from llmcli.cli.options import (
-    settings as make_settings,
-)
-from llmcli.cli.options import (
-    thinking as make_thinking,
+    inject,
 )
 from llmcli.errors import ExitCode
-
-# --- commands ----------------------------------------------------------------------------------
+from llmcli.ui.environment import Environment
 
 
 @app.command(epilog=SAMPLING_HELP)
+@inject
 def complete(
+    *,
+    env: Environment,
     prompt: Annotated[str | None, typer.Argument(help="Text to continue.", show_default=False)] = None,
     file: Files = None,
-    model: Model = None,
-    backend: Backend = None,
-    ctx: Ctx = None,
-    threads: Threads = None,
-    gpu_layers: GpuLayers = None,
-    flash_attn: FlashAttn = None,
-    cache_type_k: CacheTypeK = None,
-    cache_type_v: CacheTypeV = None,
-    greedy: Greedy = False,
-    temperature: Temperature = None,
-    top_k: TopK = None,
-    top_p: TopP = None,
-    min_p: MinP = None,
-    repeat_penalty: RepeatPenalty = None,
-    seed: Seed = None,
-    max_tokens: MaxTokens = None,
-    stop: Stop = None,
-    ignore_eos: IgnoreEos = False,
-    think: Think = None,
-    reasoning_budget: ReasoningBudget = None,
-    hide_thinking: HideThinking = False,
-    schema: SchemaOption = None,
-    grammar: GrammarOption = None,
+    model: ModelOptions,
+    runtime: RuntimeOptions,
+    sampling: SamplingOptions,
+    thinking: ThinkingOptions,
+    structured: StructuredOptions,
     stats: Annotated[bool, typer.Option("--stats", help="Print token counts and speed to stderr.")] = False,
     json_out: Annotated[
         bool,
@@ -97,10 +46,7 @@ def complete(
             help="Print one JSON object (text, reasoning, finish reason, tokens, timings), not a stream.",
         ),
     ] = False,
-    prompt_cache: PromptCacheFlag = False,
-    speculative: Speculative = True,
-    draft_tokens: DraftTokens = 8,
-    offline: Offline = False,
+    load: InteractiveLoad,
     verbose: Verbose = False,
 ) -> None:
     """Continue a prompt and stream the text to stdout.
@@ -111,49 +57,29 @@ def complete(
     thinking never reaches stdout: on a terminal it streams dimmed on stderr; --json has it apart.
     With --schema or --grammar the text is constrained as it is generated and checked at the end.
     """
-    params = dict(locals())
     from llmcli.errors import ContextOverflowError
     from llmcli.reasoning import THINK
     from llmcli.tasks.complete import build_prompt, count_tokens, files_overflow, read_files, read_note
     from llmcli.tasks.complete import complete as run_complete
-    from llmcli.tasks.runtime import load_model
-    from llmcli.ui.environment import Environment
-    from llmcli.ui.render import (
-        DownloadBar,
-        PromptMeter,
-        ThoughtPrinter,
-        finish_note,
-        note,
-        stats_line,
-        thinking_note,
-    )
+    from llmcli.ui.render import ThoughtPrinter, finish_note, note, stats_line, thinking_note
 
-    env = Environment.from_system()
-    sampling = replace(make_sampling(params), constraint=make_constraint(params))
-    settings = make_settings(params)
-    thinking = make_thinking(params, "auto")
+    config = replace(sampling.config(), constraint=structured.constraint())
+    settings = model.settings(runtime)
+    think = thinking.resolve()
     names = [str(p) for p in file or ()]
     stdin_text = None if "-" in names else env.read_stdin()
     files = read_files(names, stdin=env.stdin.read)
     text = build_prompt(stdin_text, prompt, files)
-    with load_model(
-        settings,
-        verbose=verbose,
-        offline=offline,
-        progress=DownloadBar(env),
-        prompt_cache=prompt_cache,
-        prompt_meter=PromptMeter(env),
-    ) as loaded:
+    with load.load(env, settings, verbose=verbose, meter=True) as loaded:
         engine = loaded.engine
         # A server's template is not known here: its models' thinking is taken to be <think>-marked.
         fmt = loaded.chat_template().think_format if loaded.ref else THINK
-        asked = think is not None or reasoning_budget is not None
-        if said := thinking_note(asked, fmt is not None):
+        if said := thinking_note(thinking.asked, fmt is not None):
             note(env, said)
         files = count_tokens(engine, files)
         for f in files:
             note(env, read_note(f))
-        thoughts = ThoughtPrinter(env, hide=hide_thinking or json_out)
+        thoughts = ThoughtPrinter(env, hide=thinking.hide_thinking or json_out)
 
         def answer(piece: str) -> None:
             thoughts.end()
@@ -164,11 +90,11 @@ def complete(
             result = run_complete(
                 engine,
                 text,
-                sampling,
+                config,
                 answer,
-                think=(fmt, thinking),
+                think=(fmt, think),
                 emit_thought=thoughts,
-                lookup=make_lookup(params),
+                lookup=load.lookup(),
             )
         except ContextOverflowError as exc:
             if not files:
@@ -197,22 +123,23 @@ def complete(
         note(env, reason)
     if result.finish_reason == "interrupted":
         raise typer.Exit(ExitCode.INTERRUPTED)
-    if sampling.constraint is not None:
-        sampling.constraint.check(result.text)  # valid by construction, unless cut short
+    if config.constraint is not None:
+        config.constraint.check(result.text)  # valid by construction, unless cut short
 
 
 @app.command()
+@inject
 def info(
+    *,
+    env: Environment,
     json_out: Annotated[bool, typer.Option("--json", help="Print the facts as JSON.")] = False,
 ) -> None:
     """Show what the installed llama.cpp build can do here: GPU offload, CPU features, kernels, AMX."""
     from dataclasses import asdict
 
     from llmcli.engine import build_info
-    from llmcli.ui.environment import Environment
     from llmcli.ui.render import amx_verdict
 
-    env = Environment.from_system()
     facts = build_info()
     if json_out:
         env.write(json.dumps({"llmcli": __version__, **asdict(facts)}) + "\n")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
@@ -12,39 +11,23 @@ import typer
 
 from llmcli.cli.app import app
 from llmcli.cli.options import (
-    Backend,
-    CacheTypeK,
-    CacheTypeV,
-    Ctx,
-    DraftTokens,
-    FlashAttn,
     Force,
-    GpuLayers,
     JsonOut,
-    MaxTokens,
-    MinP,
-    Models,
+    LoadOptions,
+    ModelsOptions,
     Offline,
-    ReasoningBudget,
-    RepeatPenalty,
-    Seed,
-    Speculative,
-    Temperature,
-    ThinkOff,
-    Threads,
-    TopK,
-    TopP,
+    Omit,
+    RuntimeOptions,
+    SamplingOptions,
+    TaskThinkingOptions,
     Verbose,
+    inject,
 )
-from llmcli.cli.options import lookup as make_lookup
-from llmcli.cli.options import sampling as make_sampling
-from llmcli.cli.options import settings as make_settings
-from llmcli.cli.options import thinking as make_thinking
+from llmcli.ui.environment import Environment
 
 if TYPE_CHECKING:
-    from llmcli.tasks.evaluate import Item, Produced, RunResult
+    from llmcli.tasks.evaluate import Contender, Item, RunResult
     from llmcli.tasks.runtime import LoadedModel
-    from llmcli.ui.environment import Environment
 
 eval_app = typer.Typer(
     help="Score models on your own data: ROUGE for summaries, BLEU and chrF for translations.",
@@ -61,24 +44,21 @@ OutDir = Annotated[
         "--out-dir", help="Where the outputs are kept (one JSONL per data set and model), resumable."
     ),
 ]
+EvalSampling = Annotated[SamplingOptions, Omit("greedy", "stop", "ignore_eos")]
+EvalLoad = Annotated[LoadOptions, Omit("prompt_cache", "draft_model", "parallel")]
+LocalModels = Annotated[ModelsOptions, Omit("backend")]
 
 
 def _advance(bar: Any, name: str, done: int, total: int) -> None:
     bar(done, total, name)
 
 
-def _each_model(env: Environment, params: dict[str, Any], models: list[str] | None) -> Iterator[LoadedModel]:
+def _each_model(
+    env: Environment, models: ModelsOptions, runtime: RuntimeOptions, load: LoadOptions, verbose: bool
+) -> Iterator[LoadedModel]:
     """Load each -m model in turn (the configured default when none), yielding it while it is open."""
-    from llmcli.tasks.runtime import load_model
-    from llmcli.ui.render import DownloadBar
-
-    names: list[str | None] = [*models] if models else [None]
-    for name in names:
-        settings = make_settings({**params, "model": name})
-        loaded = load_model(
-            settings, offline=params["offline"], verbose=params["verbose"], progress=DownloadBar(env)
-        )
-        with loaded:
+    for model in models.each():
+        with load.load(env, model.settings(runtime), verbose=verbose) as loaded:
             yield loaded
 
 
@@ -86,9 +66,12 @@ def _each_model(env: Environment, params: dict[str, Any], models: list[str] | No
 
 
 @app.command()
+@inject
 def perplexity(
+    *,
+    env: Environment,
     file: Annotated[Path, typer.Argument(help="UTF-8 text file to score.", show_default=False)],
-    models: Models = None,
+    models: LocalModels,
     ctx: Annotated[int, typer.Option("--ctx", help="Window size in tokens (llama-perplexity -c).")] = 512,
     stride: Annotated[
         int | None,
@@ -98,11 +81,7 @@ def perplexity(
             show_default="non-overlapping windows, second half scored",
         ),
     ] = None,
-    threads: Threads = None,
-    gpu_layers: GpuLayers = None,
-    flash_attn: FlashAttn = None,
-    cache_type_k: CacheTypeK = None,
-    cache_type_v: CacheTypeV = None,
+    runtime: Annotated[RuntimeOptions, Omit("ctx")],
     json_out: JsonOut = False,
     offline: Offline = False,
     verbose: Verbose = False,
@@ -115,96 +94,72 @@ def perplexity(
     llama-perplexity's --ppl-stride S widens its window to ctx + S/2 rounded up to a multiple of
     256: pass that window as --ctx (with --stride S) to reproduce its figure.
     """
-    params = dict(locals())
+    from dataclasses import replace
+
     from llmcli.fsutil import read_utf8
+    from llmcli.tasks.evaluate import PerplexityReport
     from llmcli.tasks.perplexity import check_sizes
     from llmcli.tasks.perplexity import perplexity as measure
-    from llmcli.ui.environment import Environment
-    from llmcli.ui.render import BatchProgress, note
+    from llmcli.ui.render import BatchProgress, note, perplexity_table, show_report
 
-    env = Environment.from_system()
     check_sizes(ctx, stride)
     text = read_utf8(file)
-    rows, reports = [], []
+    results = []
     bar = BatchProgress(env, lines=False)
-    for loaded in _each_model(env, params, models):
+    load = LoadOptions(offline=offline)
+    for loaded in _each_model(env, models, replace(runtime, ctx=ctx), load, verbose):
         name = loaded.display_name
         note(env, f"{name}: scoring {file}")
-        result = measure(loaded.local(), text, ctx, stride, progress=partial(_advance, bar, name))
-        bar.close()
-        reports.append({"model": name, **result.to_dict()})
-        rows.append(
-            {
-                "model": name,
-                "ctx": str(ctx),
-                "windows": str(result.windows),
-                "scored tokens": f"{result.scored:,}",
-                "PPL": f"{result.ppl:.4f}",
-                "±": f"{result.error:.4f}",
-                "t/s": f"{result.tokens_per_second:.1f}",
-            }
+        results.append(
+            (name, measure(loaded.local(), text, ctx, stride, progress=partial(_advance, bar, name)))
         )
-    _report(env, json_out, {"file": str(file), "ctx": ctx, "stride": stride, "models": reports}, rows)
+        bar.close()
+    report = PerplexityReport(file, ctx, stride, results)
+    show_report(env, report.to_dict(), perplexity_table(report), json_out=json_out)
 
 
 # --- eval summarize / translate ---------------------------------------------------------------
 
 
-def _run_all(
+def _evaluate(
     env: Environment,
-    params: dict[str, Any],
+    models: Iterator[LoadedModel],
     items: list[Item],
+    contender: Callable[[LoadedModel], Contender],
     kept_name: Callable[[str], str],
-    build: Callable[[LoadedModel], tuple[Callable[[str], Produced], list[Any]]],
+    out_dir: Path,
+    force: bool,
 ) -> list[RunResult]:
     """Every model's outputs for every item: progress on stderr, kept outputs reused, Ctrl-C exits 130."""
     from llmcli.errors import ExitCode
-    from llmcli.tasks.evaluate import run_items, slug
+    from llmcli.tasks.evaluate import run_models
     from llmcli.ui.render import BatchProgress, note
 
-    out_dir: Path = params["out_dir"]
     bar = BatchProgress(env, lines=False)
-    runs = []
-    files: dict[str, str] = {}  # kept file -> model, so two models of the same file name never share one
     try:
-        for loaded in _each_model(env, params, params["models"]):
-            produce, settings = build(loaded)
-            name = loaded.display_name
-            note(env, f"{name}: {len(items)} records")
-            file = kept_name(slug(name))
-            while files.setdefault(file, loaded.name) != loaded.name:
-                file = kept_name(f"{slug(name)}-{len(files) + 1}")
-            kept = out_dir / file
-            key = json.dumps([loaded.name, settings], sort_keys=True)
-            runs.append(run_items(name, items, produce, kept, key, force=params["force"], progress=bar))
-            bar.close()
-            if runs[-1].reused:
-                note(env, f"{name}: {runs[-1].reused} of {len(items)} outputs reused from {kept}")
+        return run_models(
+            models,
+            items,
+            contender,
+            kept_name,
+            out_dir,
+            force=force,
+            progress=bar,
+            notify=partial(note, env),
+        )
     except KeyboardInterrupt:
         bar.close()
         note(
             env, f"interrupted: outputs so far are kept in {out_dir}; run the same command again to continue"
         )
         raise typer.Exit(ExitCode.INTERRUPTED) from None
-    return runs
-
-
-def _report(
-    env: Environment, json_out: bool, report: dict[str, Any], rows: list[dict[str, str]], legend: str = ""
-) -> None:
-    """The report as JSON, or the rows as a Markdown table with the legend on stderr."""
-    from llmcli.ui.render import markdown_table, note
-
-    if json_out:
-        env.write(json.dumps(report, ensure_ascii=False) + "\n")
-        return
-    env.write(markdown_table(rows) + "\n")
-    if legend:
-        note(env, legend)
 
 
 @eval_app.command("summarize")
+@inject
 def eval_summarize(
+    *,
+    env: Environment,
     data: Annotated[
         Path,
         typer.Argument(
@@ -212,8 +167,7 @@ def eval_summarize(
             show_default=False,
         ),
     ],
-    models: Models = None,
-    backend: Backend = None,
+    models: ModelsOptions,
     length: Annotated[str, typer.Option("--length", help="short, medium or long.")] = "short",
     words: Annotated[
         int | None, typer.Option("--words", help="About N words (overrides --length).", show_default=False)
@@ -224,24 +178,10 @@ def eval_summarize(
     json_out: Annotated[
         bool, typer.Option("--json", help="Print JSON with per-record scores instead.")
     ] = False,
-    ctx: Ctx = None,
-    threads: Threads = None,
-    gpu_layers: GpuLayers = None,
-    flash_attn: FlashAttn = None,
-    cache_type_k: CacheTypeK = None,
-    cache_type_v: CacheTypeV = None,
-    temperature: Temperature = None,
-    top_k: TopK = None,
-    top_p: TopP = None,
-    min_p: MinP = None,
-    repeat_penalty: RepeatPenalty = None,
-    seed: Seed = None,
-    max_tokens: MaxTokens = None,
-    think: ThinkOff = None,
-    reasoning_budget: ReasoningBudget = None,
-    speculative: Speculative = True,
-    draft_tokens: DraftTokens = 8,
-    offline: Offline = False,
+    runtime: RuntimeOptions,
+    sampling: EvalSampling,
+    thinking: TaskThinkingOptions,
+    load: EvalLoad,
     verbose: Verbose = False,
 ) -> None:
     """Summarize each record with each -m model and score ROUGE-1/2/L against the references.
@@ -250,76 +190,34 @@ def eval_summarize(
     F1 x 100 from Google's rouge-score (best over each record's references); tok/s is generated
     tokens per second. Outputs are kept in --out-dir and reused by a rerun with the same settings.
     """
-    params = dict(locals())
-    from dataclasses import asdict
-
-    from llmcli.tasks.evaluate import Produced, load_summary_data, score_summaries
+    from llmcli.cli.batch import bind
+    from llmcli.tasks.evaluate import load_summary_data, summaries, summary_report
     from llmcli.tasks.summarize import Summarizer, SummaryOptions
-    from llmcli.ui.environment import Environment
+    from llmcli.ui.render import show_report, summary_scores
 
-    env = Environment.from_system()
     options = SummaryOptions(length=length, words=words)
     options.validate()
-    params["greedy"] = temperature is None
-    sampling = make_sampling(params)
+    config = sampling.config(greedy_by_default=True)
     items = load_summary_data(data, limit)
-
-    def build(loaded: LoadedModel) -> tuple[Callable[[str], Produced], list[Any]]:
-        summarizer = Summarizer(
-            loaded.engine,
-            loaded.chat_template(),
-            sampling,
-            options,
-            lookup=make_lookup(params),
-            thinking=make_thinking(params, "off"),
-        )
-
-        def produce(text: str) -> Produced:
-            result = summarizer.summarize(text)
-            return Produced(result.text.strip(), result.generated_tokens, result.seconds)
-
-        return produce, [asdict(options), repr(summarizer.sampling)]
-
-    runs = _run_all(env, params, items, lambda model: f"{data.stem}.{model}.summaries.jsonl", build)
-    rows, reports, tokenizer = [], [], ""
-    for run in runs:
-        means, per_item, tokenizer = score_summaries(items, run.outputs)
-        reports.append(
-            {"model": run.model, "records": len(items), "mean": means, **_speed(run), "per_record": per_item}
-        )
-        rows.append(
-            {
-                "model": run.model,
-                "records": str(len(items)),
-                "ROUGE-1": f"{means['rouge1']:.2f}",
-                "ROUGE-2": f"{means['rouge2']:.2f}",
-                "ROUGE-L": f"{means['rougeL']:.2f}",
-                "tok/s": f"{run.tokens_per_second:.1f}",
-            }
-        )
-    report = {
-        "data": str(data),
-        "scorer": {"library": "rouge-score", "tokenizer": tokenizer},
-        "models": reports,
-    }
-    legend = (
-        f"ROUGE F1 x 100 (rouge-score, {tokenizer}), best over each record's references; "
-        f"outputs kept in {out_dir}"
+    make = bind(Summarizer, env, load, False, sampling=config, options=options, thinking=thinking.resolve())
+    runs = _evaluate(
+        env,
+        _each_model(env, models, runtime, load, verbose),
+        items,
+        lambda loaded: summaries(make(loaded.engine, loaded.chat_template())),
+        lambda model: f"{data.stem}.{model}.summaries.jsonl",
+        out_dir,
+        force,
     )
-    _report(env, json_out, report, rows, legend)
-
-
-def _speed(run: RunResult) -> dict[str, Any]:
-    return {
-        "generated_tokens": sum(p.generated_tokens for p in run.outputs),
-        "seconds": round(sum(p.seconds for p in run.outputs), 3),
-        "tokens_per_second": round(run.tokens_per_second, 2),
-        "outputs": str(run.kept),
-    }
+    report = summary_report(data, items, runs, out_dir)
+    show_report(env, report.to_dict(), *summary_scores(report), json_out=json_out)
 
 
 @eval_app.command("translate")
+@inject
 def eval_translate(
+    *,
+    env: Environment,
     src: Annotated[
         Path, typer.Option("--src", help="Source text, one segment per line.", show_default=False)
     ],
@@ -333,32 +231,17 @@ def eval_translate(
     source_lang: Annotated[
         str | None, typer.Option("--from", help="Source language.", show_default="detected per line")
     ] = None,
-    models: Models = None,
-    backend: Backend = None,
+    models: ModelsOptions,
     limit: Limit = None,
     out_dir: OutDir = Path("llmcli-eval"),
     force: Force = False,
     json_out: Annotated[
         bool, typer.Option("--json", help="Print JSON with per-line scores instead.")
     ] = False,
-    ctx: Ctx = None,
-    threads: Threads = None,
-    gpu_layers: GpuLayers = None,
-    flash_attn: FlashAttn = None,
-    cache_type_k: CacheTypeK = None,
-    cache_type_v: CacheTypeV = None,
-    temperature: Temperature = None,
-    top_k: TopK = None,
-    top_p: TopP = None,
-    min_p: MinP = None,
-    repeat_penalty: RepeatPenalty = None,
-    seed: Seed = None,
-    max_tokens: MaxTokens = None,
-    think: ThinkOff = None,
-    reasoning_budget: ReasoningBudget = None,
-    speculative: Speculative = True,
-    draft_tokens: DraftTokens = 8,
-    offline: Offline = False,
+    runtime: RuntimeOptions,
+    sampling: EvalSampling,
+    thinking: TaskThinkingOptions,
+    load: EvalLoad,
     verbose: Verbose = False,
 ) -> None:
     """Translate each source line with each -m model and score corpus BLEU and chrF with sacrebleu.
@@ -367,64 +250,27 @@ def eval_translate(
     Chinese, characters for Japanese and Thai); the signatures are printed for reports. Outputs are
     kept in --out-dir (JSONL, and the hypotheses as a line-aligned .txt) and reused by a rerun.
     """
-    params = dict(locals())
-    from dataclasses import asdict
-
-    from llmcli.fsutil import atomic_write_text
-    from llmcli.tasks.evaluate import Produced, load_parallel_data, score_translations
+    from llmcli.cli.batch import bind
+    from llmcli.tasks.evaluate import load_parallel_data, translation_report, translations
     from llmcli.tasks.translate import TranslateOptions, Translator
     from llmcli.text.languages import resolve_language
-    from llmcli.ui.environment import Environment
+    from llmcli.ui.render import show_report, translation_scores
 
-    env = Environment.from_system()
     options = TranslateOptions(
         target=resolve_language(to), source=resolve_language(source_lang) if source_lang else None
     )
-    params["greedy"] = temperature is None
-    sampling = make_sampling(params)
+    config = sampling.config(greedy_by_default=True)
     items = load_parallel_data(src, refs, limit)
+    make = bind(Translator, env, load, False, sampling=config, options=options, thinking=thinking.resolve())
     code = options.target.code
-
-    def build(loaded: LoadedModel) -> tuple[Callable[[str], Produced], list[Any]]:
-        translator = Translator(
-            loaded.engine,
-            loaded.chat_template(),
-            sampling,
-            options,
-            lookup=make_lookup(params),
-            thinking=make_thinking(params, "off"),
-        )
-
-        def produce(text: str) -> Produced:
-            result = translator.translate(text)
-            return Produced(" ".join(result.text.split()), result.generated_tokens, result.seconds)
-
-        return produce, [asdict(options), repr(sampling)]
-
-    runs = _run_all(env, params, items, lambda model: f"{src.stem}.{model}.{code}.jsonl", build)
-    rows, reports = [], []
-    signatures: dict[str, Any] = {}
-    for run in runs:
-        atomic_write_text(run.kept.with_suffix(".txt"), "".join(p.output + "\n" for p in run.outputs))
-        means, per_item, signatures = score_translations(items, run.outputs, options.target)
-        reports.append(
-            {"model": run.model, "lines": len(items), "mean": means, **_speed(run), "per_line": per_item}
-        )
-        rows.append(
-            {
-                "model": run.model,
-                "lines": str(len(items)),
-                "BLEU": f"{means['bleu']:.2f}",
-                "chrF": f"{means['chrf']:.2f}",
-                "tok/s": f"{run.tokens_per_second:.1f}",
-            }
-        )
-    report = {
-        "src": str(src),
-        "refs": [str(r) for r in refs],
-        "to": code,
-        "signatures": signatures,
-        "models": reports,
-    }
-    legend = f"BLEU: {signatures['bleu']}\nchrF: {signatures['chrf']}\noutputs kept in {out_dir}"
-    _report(env, json_out, report, rows, legend)
+    runs = _evaluate(
+        env,
+        _each_model(env, models, runtime, load, verbose),
+        items,
+        lambda loaded: translations(make(loaded.engine, loaded.chat_template())),
+        lambda model: f"{src.stem}.{model}.{code}.jsonl",
+        out_dir,
+        force,
+    )
+    report = translation_report(src, refs, options.target, items, runs, out_dir)
+    show_report(env, report.to_dict(), *translation_scores(report), json_out=json_out)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
@@ -11,41 +10,32 @@ import typer
 from llmcli.cli.app import app
 from llmcli.cli.options import (
     SAMPLING_HELP,
-    Backend,
-    CacheTypeK,
-    CacheTypeV,
-    Ctx,
-    DraftTokens,
-    FlashAttn,
-    Force,
-    GpuLayers,
-    Greedy,
-    Jsonl,
-    MinP,
-    Model,
-    Offline,
-    Parallel,
-    RepeatPenalty,
-    Seed,
-    Speculative,
-    Temperature,
-    Threads,
-    TopK,
-    TopP,
+    BatchOptions,
+    DocumentPaths,
+    LoadOptions,
+    ModelOptions,
+    Omit,
+    OutDirOption,
+    Override,
+    PlanVerbose,
+    RuntimeOptions,
+    SamplingOptions,
+    inject,
 )
-from llmcli.cli.options import constraint as make_constraint
-from llmcli.cli.options import lookup as make_lookup
-from llmcli.cli.options import sampling as make_sampling
+from llmcli.ui.environment import Environment
+
+RecordTokens = Annotated[
+    int | None,
+    typer.Option("-n", "--max-tokens", help="Tokens per record at most.", show_default="512"),
+]
 
 
 @app.command(epilog=SAMPLING_HELP)
+@inject
 def extract(
-    paths: Annotated[
-        list[str] | None,
-        typer.Argument(
-            help="Files, folders (recursive) or glob patterns; stdin when none or `-`.", show_default=False
-        ),
-    ] = None,
+    *,
+    env: Environment,
+    paths: DocumentPaths = None,
     schema: Annotated[
         str,
         typer.Option(
@@ -56,37 +46,14 @@ def extract(
         ),
     ] = "",
     out_dir: Annotated[
-        Path | None,
-        typer.Option(
-            "--out-dir", help="Write DIR/<input path>.json per input, resumable.", show_default=False
-        ),
+        Path | None, OutDirOption(help="Write DIR/<input path>.json per input, resumable.")
     ] = None,
-    jsonl: Jsonl = None,
-    force: Force = False,
-    model: Model = None,
-    backend: Backend = None,
-    ctx: Ctx = None,
-    threads: Threads = None,
-    gpu_layers: GpuLayers = None,
-    flash_attn: FlashAttn = None,
-    cache_type_k: CacheTypeK = None,
-    cache_type_v: CacheTypeV = None,
-    greedy: Greedy = False,
-    temperature: Temperature = None,
-    top_k: TopK = None,
-    top_p: TopP = None,
-    min_p: MinP = None,
-    repeat_penalty: RepeatPenalty = None,
-    seed: Seed = None,
-    max_tokens: Annotated[
-        int | None,
-        typer.Option("-n", "--max-tokens", help="Tokens per record at most.", show_default="512"),
-    ] = None,
-    speculative: Speculative = True,
-    draft_tokens: DraftTokens = 8,
-    parallel: Parallel = None,
-    offline: Offline = False,
-    verbose: Annotated[bool, typer.Option("--verbose", help="Show the chunk plan of each document.")] = False,
+    batch: Annotated[BatchOptions, Omit("prompt_file")],
+    model: ModelOptions,
+    runtime: RuntimeOptions,
+    sampling: Annotated[SamplingOptions, Omit("stop", "ignore_eos"), Override(max_tokens=RecordTokens)],
+    load: Annotated[LoadOptions, Omit("prompt_cache", "draft_model")],
+    verbose: PlanVerbose = False,
 ) -> None:
     """Turn documents into JSON records under a schema, one per document, resumable.
 
@@ -96,56 +63,24 @@ def extract(
     input, the file its own manifest) or --out-dir; a rerun skips inputs that are done and unchanged.
     A failed file never stops the batch (exit 1 at the end); Ctrl-C stops cleanly (exit 130).
     """
-    params = dict(locals())
-    from llmcli.cli.batch import check_split, load_batch_model, read_inputs, run_documents
+    from llmcli.cli.batch import BatchJob, bind, one_output, read_inputs, run_job
+    from llmcli.cli.options import schema_constraint
     from llmcli.errors import UsageError
     from llmcli.tasks.batch import Output
     from llmcli.tasks.extract import Extractor
-    from llmcli.ui.environment import Environment
-    from llmcli.ui.render import note
 
-    env = Environment.from_system()
     if not schema.strip():
         raise UsageError("extract needs --schema", hint="e.g. --schema 'title, date: date, people: list'")
-    if out_dir is not None and jsonl is not None:
-        raise UsageError("give --out-dir or --jsonl, not both")
-    constraint = make_constraint(params)
-    sampling = make_sampling(params)
+    one_output(out_dir=out_dir, jsonl=batch.jsonl)
+    constraint = schema_constraint(schema)
+    config = sampling.config()
     sources, stdin = read_inputs(env, paths, "extract")
-
-    loaded = load_batch_model(env, params, len(sources))
-    with loaded:
-        template = loaded.chat_template()
-
-        def extractor() -> Extractor:
-            # One per document: several run at once on a parallel engine.
-            return Extractor(
-                loaded.runner,
-                template,
-                sampling,
-                constraint,
-                lookup=make_lookup(params),
-                notify=(lambda m: note(env, m)) if verbose else None,
-            )
-
-        first = extractor()
-        check_split(first.budget, loaded)
-
-        def process(text: str) -> tuple[str, int]:
-            result = extractor().extract(text)
-            return json.dumps(
-                result.record, ensure_ascii=False
-            ), result.prompt_tokens + result.generated_tokens
-
-        settings = json.dumps([loaded.name, constraint.schema, repr(first.sampling)], sort_keys=True)
-        run_documents(
-            env,
-            sources,
-            process,
-            Output(out_dir=out_dir, jsonl=jsonl, suffix=".json", records=True),
-            settings=settings,
-            force=force,
-            stdin=stdin,
-            done_word="extracted",
-            workers=loaded.n_parallel,
-        )
+    output = Output(out_dir=out_dir, jsonl=batch.jsonl, suffix=".json", records=True)
+    extractor = bind(Extractor, env, load, verbose, sampling=config, schema=constraint)
+    run_job(
+        env,
+        BatchJob(sources, stdin, output, batch.force, "extracted"),
+        model.settings(runtime),
+        load,
+        extractor,
+    )

@@ -9,12 +9,12 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from llmcli.cli.app import app
-from llmcli.cli.options import JsonOut, complete_model
+from llmcli.cli.options import JsonOut, complete_model, inject
+from llmcli.ui.environment import Environment
 
 if TYPE_CHECKING:
     from llmcli.chat.templates import ChatTemplate
     from llmcli.models.store import CacheEntry, CacheUsage, GcResult
-    from llmcli.ui.environment import Environment
 
 models_app = typer.Typer(help="List, download, inspect and remove models.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
@@ -30,77 +30,36 @@ Ref = Annotated[
 
 
 def _human(size: int) -> str:
-    return f"{size / 1e9:.2f} GB" if size >= 1e9 else f"{size / 1e6:.0f} MB"
+    from llmcli.models.listing import human_size
+
+    return human_size(size)
 
 
 @models_app.command("list")
-def list_models(json_out: JsonOut = False) -> None:
+@inject
+def list_models(*, env: Environment, json_out: JsonOut = False) -> None:
     """Show the curated registry and every downloaded model, with sizes on disk."""
+    from dataclasses import asdict
+
+    from llmcli.models.listing import list_models as rows_of
     from llmcli.models.registry import load_registry
     from llmcli.models.store import Store
-    from llmcli.ui.environment import Environment
+    from llmcli.ui.render import models_table, show_report
 
-    env = Environment.from_system()
-    registry, store = load_registry(), Store()
-    downloaded = {(f.repo, f.filename): f for f in store.downloaded()}
-    rows: list[dict[str, Any]] = []
-    for entry in registry.entries.values():
-        files = (
-            [downloaded.pop((entry.repo, name), None) for name in entry.files.values()] if entry.repo else []
-        )
-        local = [f for f in files if f is not None]
-        rows.append(
-            {
-                "name": entry.alias,
-                "default": entry.default,
-                "params": entry.params,
-                "quant": entry.default_quant if entry.repo else "local",
-                "size": entry.sizes.get(entry.default_quant, ""),
-                "downloaded": bool(local) or entry.path is not None,
-                "on_disk": sum(f.size for f in local),
-                "description": entry.description,
-            }
-        )
-    for f in downloaded.values():
-        from llmcli.models.store import quant_of
-
-        rows.append(
-            {
-                "name": f"{f.repo}/{f.filename}",
-                "default": False,
-                "params": "",
-                "quant": quant_of(f.filename) or "",
-                "size": _human(f.size),
-                "downloaded": True,
-                "on_disk": f.size,
-                "description": "",
-            }
-        )
-    if json_out:
-        env.write(json.dumps(rows, ensure_ascii=False, indent=2) + "\n")
-        return
-    lines = [f"{'NAME':<22} {'PARAMS':>6} {'QUANT':<7} {'SIZE':>8}  {'DOWNLOADED':<10} DESCRIPTION"]
-    for r in rows:
-        name = r["name"] + (" *" if r["default"] else "")
-        have = _human(r["on_disk"]) if r["on_disk"] else ("yes" if r["downloaded"] else "-")
-        lines.append(
-            f"{name:<22} {r['params']:>6} {r['quant']:<7} {r['size']:>8}  {have:<10} {r['description']}"
-        )
-    lines.append("* default model. Use NAME or NAME:QUANT with -m; `llmcli models pull NAME` downloads.")
-    env.write("\n".join(lines) + "\n")
+    rows = rows_of(load_registry(environ=env.environ), Store(environ=env.environ))
+    show_report(env, [asdict(r) for r in rows], models_table(rows), json_out=json_out, indent=2)
 
 
 @models_app.command()
-def pull(ref: Ref) -> None:
+@inject
+def pull(*, env: Environment, ref: Ref) -> None:
     """Download a model into the Hugging Face cache (resumable, sha256-verified); print its path."""
     from llmcli.models.registry import load_registry
     from llmcli.models.store import Store
-    from llmcli.ui.environment import Environment
     from llmcli.ui.render import DownloadBar, note
 
-    env = Environment.from_system()
-    store = Store()
-    parsed = load_registry().parse(ref)
+    store = Store(environ=env.environ)
+    parsed = load_registry(environ=env.environ).parse(ref)
     if (path := store.locate(parsed)) is not None:
         note(env, f"{ref} is already downloaded")
     else:
@@ -108,12 +67,13 @@ def pull(ref: Ref) -> None:
     env.write(f"{path}\n")
 
 
-def _located(ref: str, offline: bool = True) -> Path:
+def _located(env: Environment, ref: str) -> Path:
+    """The downloaded (or local) file of ref; never the network."""
     from llmcli.models.registry import load_registry
     from llmcli.models.store import Store
 
-    parsed = load_registry().parse(ref)
-    path = Store(offline=offline).locate(parsed)
+    parsed = load_registry(environ=env.environ).parse(ref)
+    path = Store(offline=True, environ=env.environ).locate(parsed)
     if path is None:
         from llmcli.errors import ModelNotFoundError
 
@@ -149,18 +109,17 @@ def _warn_no_template(env: Environment, path: Path, template: ChatTemplate | str
 
 
 @models_app.command()
-def show(ref: Ref, json_out: JsonOut = False) -> None:
+@inject
+def show(*, env: Environment, ref: Ref, json_out: JsonOut = False) -> None:
     """Show facts read from the GGUF file: architecture, parameters, quantization, context, KV cache
     size, template."""
     from llmcli.engine import default_ctx
     from llmcli.models.ggufinfo import read_gguf
     from llmcli.models.registry import load_registry
-    from llmcli.ui.environment import Environment
 
-    env = Environment.from_system()
-    path = _located(ref)
+    path = _located(env, ref)
     info = read_gguf(path)
-    entry = load_registry().parse(ref).entry
+    entry = load_registry(environ=env.environ).parse(ref).entry
     template = _chat_template(path, entry.chat_template if entry else None)
     if info.chat_template is None:
         _warn_no_template(env, path, template)
@@ -196,29 +155,30 @@ def show(ref: Ref, json_out: JsonOut = False) -> None:
 
 
 @models_app.command()
-def path(ref: Ref) -> None:
+@inject
+def path(*, env: Environment, ref: Ref) -> None:
     """Print the path of a downloaded model's file."""
-    from llmcli.ui.environment import Environment
-
-    Environment.from_system().write(f"{_located(ref)}\n")
+    env.write(f"{_located(env, ref)}\n")
 
 
 @models_app.command()
+@inject
 def rm(
-    ref: Ref, yes: Annotated[bool, typer.Option("-y", "--yes", help="Do not ask for confirmation.")] = False
+    *,
+    env: Environment,
+    ref: Ref,
+    yes: Annotated[bool, typer.Option("-y", "--yes", help="Do not ask for confirmation.")] = False,
 ) -> None:
     """Delete a downloaded model from the cache (asks first on a terminal)."""
     from llmcli.errors import UsageError
     from llmcli.models.registry import load_registry
     from llmcli.models.store import Store
-    from llmcli.ui.environment import Environment
     from llmcli.ui.render import note
 
-    env = Environment.from_system()
-    parsed = load_registry().parse(ref)
+    parsed = load_registry(environ=env.environ).parse(ref)
     if parsed.is_local:
         raise UsageError(f"{ref} is a local file, not a downloaded model", hint="delete it yourself")
-    store = Store(offline=True)
+    store = Store(offline=True, environ=env.environ)
     target = store.locate(parsed)
     if target is None:
         raise UsageError(f"{ref} is not downloaded", hint="see `llmcli models list`")
@@ -232,7 +192,10 @@ def rm(
 
 
 @models_app.command("import")
+@inject
 def import_model(
+    *,
+    env: Environment,
     file: Annotated[Path, typer.Argument(help="A local GGUF file.", show_default=False)],
     alias: Annotated[str, typer.Option("--alias", help="Name to use with -m.", show_default=False)],
 ) -> None:
@@ -240,11 +203,9 @@ def import_model(
     from llmcli.config import Paths
     from llmcli.models.ggufinfo import read_gguf
     from llmcli.models.registry import import_local
-    from llmcli.ui.environment import Environment
     from llmcli.ui.render import note
 
-    env = Environment.from_system()
-    target = import_local(file, alias, Paths.from_env())
+    target = import_local(file, alias, Paths.from_env(env.environ))
     note(env, f"registered {alias} -> {file.resolve()} in {target}")
     if read_gguf(file).chat_template is None:
         _warn_no_template(env, file, _chat_template(file))
@@ -348,15 +309,14 @@ def _usage_table(usage: CacheUsage) -> str:
 
 
 @models_app.command("du")
-def disk_usage(json_out: JsonOut = False) -> None:
+@inject
+def disk_usage(*, env: Environment, json_out: JsonOut = False) -> None:
     """Show what the Hugging Face cache holds: size per repo and snapshot, which snapshots are
     superseded (no ref points at them), partial downloads, orphan blobs, and what other tools left."""
     from llmcli.models.store import Store
-    from llmcli.ui.environment import Environment
     from llmcli.ui.render import note
 
-    env = Environment.from_system()
-    usage = Store(offline=True).usage()
+    usage = Store(offline=True, environ=env.environ).usage()
     if json_out:
         env.write(json.dumps(_usage_json(usage), ensure_ascii=False, indent=2) + "\n")
         return
@@ -413,7 +373,10 @@ def _gc_freed(env: Environment, result: GcResult) -> None:
 
 
 @models_app.command("gc")
+@inject
 def gc(
+    *,
+    env: Environment,
     yes: Annotated[bool, typer.Option("-y", "--yes", help="Remove without asking.")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Only show what would go; never ask.")] = False,
     json_out: JsonOut = False,
@@ -424,11 +387,9 @@ def gc(
     Without -y it only shows what would go and how much that frees (on a terminal it then asks).
     Blobs a kept snapshot links to, repos being downloaded into and anything outside the cache stay."""
     from llmcli.models.store import Store
-    from llmcli.ui.environment import Environment
     from llmcli.ui.render import note
 
-    env = Environment.from_system()
-    store = Store(offline=True)
+    store = Store(offline=True, environ=env.environ)
     if yes and not dry_run:
         result = store.gc(dry_run=False)
         _gc_report(env, result, json_out)

@@ -1,11 +1,41 @@
-"""Options shared by commands, and turning them into settings and sampling configs."""
+"""Options shared by commands: each declared once, gathered into typed groups, and `inject`, which
+lets a command take those groups (and the app's Environment) as parameters that typer can read.
+
+Typer builds a command's options from its signature. `inject` gives it one where each parameter
+annotated with an OptionGroup stands for the group's fields, at its place, and on each call packs
+those values into the group the command receives: `Annotated[SamplingOptions, Omit("stop")]` leaves
+an option out (it keeps its default), `Override(threads=...)` declares one differently. The groups
+turn their values into what the core takes (Settings, SamplingConfig, Thinking, a loaded model).
+"""
 
 from __future__ import annotations
 
+import functools
+import inspect
+from collections.abc import Callable, Mapping
+from dataclasses import Field, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Annotated, Any
+from typing import (
+    TYPE_CHECKING,
+    Annotated,
+    Any,
+    ClassVar,
+    TypeVar,
+    get_args,
+    get_origin,
+    get_type_hints,
+)
 
 import typer
+
+from llmcli.ui.environment import Environment
+
+if TYPE_CHECKING:
+    from llmcli.config import Settings
+    from llmcli.reasoning import Thinking
+    from llmcli.sampling import SamplingConfig
+    from llmcli.structured import Schema
+    from llmcli.tasks.runtime import LoadedModel
 
 # --- shell completion: each callback imports what it reads, so `--help` never pays for it -----
 
@@ -62,16 +92,51 @@ def _complete_flash_attn() -> list[str]:
     return ["on", "off", "auto"]
 
 
-# --- options shared by every command that runs a model ---------------------------------------
+def _complete_cache_type() -> list[str]:
+    return ["f16", "q8_0", "q4_0"]
 
+
+def _complete_think() -> list[tuple[str, str]]:
+    return [("on", "think before answering"), ("off", "answer at once"), ("auto", "the model's default")]
+
+
+def _in(panel: str) -> Callable[..., Any]:
+    """typer.Option for the options of a help panel (rich help shows them under its title)."""
+    return functools.partial(typer.Option, rich_help_panel=panel)
+
+
+_sampling, _speed, _thinking, _structure = (
+    _in("Sampling"),
+    _in("Speed"),
+    _in("Thinking"),
+    _in("Structured output"),
+)
+
+# --- the options ---------------------------------------------------------------------------------
+
+_MODEL_HELP = "GGUF file to run. [env: LLMCLI_MODEL]"
 Model = Annotated[
     str | None,
+    typer.Option("-m", "--model", help=_MODEL_HELP, show_default=False, autocompletion=complete_model),
+]
+Models = Annotated[
+    list[str] | None,
     typer.Option(
         "-m",
         "--model",
-        help="GGUF file to run. [env: LLMCLI_MODEL]",
+        help="Model to run; repeat to compare models. [env: LLMCLI_MODEL]",
         show_default=False,
         autocompletion=complete_model,
+    ),
+]
+Backend = Annotated[
+    str | None,
+    typer.Option(
+        "--backend",
+        help="Generate on an OpenAI-compatible server at URL (llama-server, vLLM, llama_cpp.server); "
+        "-m then names the server's model. Its API key comes from LLMCLI_API_KEY. [env: LLMCLI_BACKEND]",
+        show_default=False,
+        metavar="URL",
     ),
 ]
 Ctx = Annotated[
@@ -102,147 +167,146 @@ FlashAttn = Annotated[
         autocompletion=_complete_flash_attn,
     ),
 ]
-
-
-def _complete_cache_type() -> list[str]:
-    return ["f16", "q8_0", "q4_0"]
-
-
+_KEYS_HELP = "KV cache type of keys: f16, q8_0 (half the memory) or q4_0 (about a quarter)."
+_VALUES_HELP = "KV cache type of values: f16, q8_0 or q4_0 (quantized values turn flash attention on)."
 CacheTypeK = Annotated[
     str | None,
     typer.Option(
-        "--cache-type-k",
-        "-ctk",
-        help="KV cache type of keys: f16, q8_0 (half the memory) or q4_0 (about a quarter).",
-        show_default="f16",
-        autocompletion=_complete_cache_type,
+        "--cache-type-k", "-ctk", help=_KEYS_HELP, show_default="f16", autocompletion=_complete_cache_type
     ),
 ]
 CacheTypeV = Annotated[
     str | None,
     typer.Option(
-        "--cache-type-v",
-        "-ctv",
-        help="KV cache type of values: f16, q8_0 or q4_0 (quantized values turn flash attention on).",
-        show_default="f16",
-        autocompletion=_complete_cache_type,
+        "--cache-type-v", "-ctv", help=_VALUES_HELP, show_default="f16", autocompletion=_complete_cache_type
     ),
 ]
-Models = Annotated[
-    list[str] | None,
+Offline = Annotated[
+    bool,
     typer.Option(
-        "-m",
-        "--model",
-        help="Model to run; repeat to compare models. [env: LLMCLI_MODEL]",
-        show_default=False,
-        autocompletion=complete_model,
-    ),
-]
-Backend = Annotated[
-    str | None,
-    typer.Option(
-        "--backend",
-        help="Generate on an OpenAI-compatible server at URL (llama-server, vLLM, llama_cpp.server); "
-        "-m then names the server's model. Its API key comes from LLMCLI_API_KEY. [env: LLMCLI_BACKEND]",
-        show_default=False,
-        metavar="URL",
+        "--offline", help="Never touch the network; use downloaded models only. [env: HF_HUB_OFFLINE=1]"
     ),
 ]
 JsonOut = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 Verbose = Annotated[bool, typer.Option("--verbose", help="Show llama.cpp's own log on stderr.")]
 
-# --- sampling options --------------------------------------------------------------------------
-
-Greedy = Annotated[
-    bool,
-    typer.Option("--greedy", help="Always pick the most likely token (argmax).", rich_help_panel="Sampling"),
-]
+Greedy = Annotated[bool, _sampling("--greedy", help="Always pick the most likely token (argmax).")]
 Temperature = Annotated[
     float | None,
-    typer.Option(
-        "-t",
-        "--temperature",
-        help="Softmax temperature; 0 is greedy.",
-        show_default="0.8",
-        rich_help_panel="Sampling",
-    ),
+    _sampling("-t", "--temperature", help="Softmax temperature; 0 is greedy.", show_default="0.8"),
 ]
 TopK = Annotated[
     int | None,
-    typer.Option(
-        "--top-k",
-        help="Sample from the K most likely tokens (0: off).",
-        show_default=False,
-        rich_help_panel="Sampling",
-    ),
+    _sampling("--top-k", help="Sample from the K most likely tokens (0: off).", show_default=False),
 ]
-TopP = Annotated[
-    float | None,
-    typer.Option(
-        "--top-p",
-        help="Nucleus: sample from the smallest set of tokens with probability >= P.",
-        show_default=False,
-        rich_help_panel="Sampling",
-    ),
-]
-MinP = Annotated[
-    float | None,
-    typer.Option(
-        "--min-p",
-        help="Drop tokens less likely than P times the most likely one.",
-        show_default=False,
-        rich_help_panel="Sampling",
-    ),
-]
+_TOP_P_HELP = "Nucleus: sample from the smallest set of tokens with probability >= P."
+TopP = Annotated[float | None, _sampling("--top-p", help=_TOP_P_HELP, show_default=False)]
+_MIN_P_HELP = "Drop tokens less likely than P times the most likely one."
+MinP = Annotated[float | None, _sampling("--min-p", help=_MIN_P_HELP, show_default=False)]
 RepeatPenalty = Annotated[
     float | None,
-    typer.Option(
-        "--repeat-penalty",
-        help="Penalize tokens seen in the last 64 (1.0: off).",
-        show_default="1.0",
-        rich_help_panel="Sampling",
-    ),
+    _sampling("--repeat-penalty", help="Penalize tokens seen in the last 64 (1.0: off).", show_default="1.0"),
 ]
 Seed = Annotated[
     int | None,
-    typer.Option(
-        "--seed",
-        help="Seed for reproducible sampling.",
-        show_default="fresh randomness every run",
-        rich_help_panel="Sampling",
-    ),
+    _sampling("--seed", help="Seed for reproducible sampling.", show_default="fresh randomness every run"),
 ]
 MaxTokens = Annotated[
     int | None,
-    typer.Option(
+    _sampling(
         "-n",
         "--max-tokens",
         help="Stop after N tokens.",
         show_default="until the model ends or the context is full",
-        rich_help_panel="Sampling",
     ),
 ]
 Stop = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--stop", help="Stop before this text (repeatable).", show_default=False, rich_help_panel="Sampling"
-    ),
+    list[str] | None, _sampling("--stop", help="Stop before this text (repeatable).", show_default=False)
 ]
-
-IgnoreEos = Annotated[
-    bool,
-    typer.Option(
-        "--ignore-eos",
-        help="Keep generating past end-of-generation tokens (for benchmarks).",
-        rich_help_panel="Sampling",
-    ),
-]
+_IGNORE_EOS_HELP = "Keep generating past end-of-generation tokens (for benchmarks)."
+IgnoreEos = Annotated[bool, _sampling("--ignore-eos", help=_IGNORE_EOS_HELP)]
 
 SAMPLING_HELP = (
     "Sampling: with none of --top-k/--top-p/--min-p given, top-p 0.95 and min-p 0.05 apply; "
     "any of them given alone means exactly that method (plus temperature)."
 )
 
+_THINK_HELP = (
+    "A thinking model thinks before it answers (on), answers at once (off), or follows its template "
+    "(auto). [env: LLMCLI_THINK]"
+)
+Think = Annotated[
+    str | None, _thinking("--think", help=_THINK_HELP, show_default="auto", autocompletion=_complete_think)
+]
+ThinkOff = Annotated[
+    str | None,
+    _thinking(
+        "--think",
+        help=_THINK_HELP,
+        show_default="off: thinking rarely helps this task and costs its tokens",
+        autocompletion=_complete_think,
+    ),
+]
+ReasoningBudget = Annotated[
+    int | None,
+    _thinking(
+        "--reasoning-budget",
+        help="Thinking tokens at most; then thinking is ended and the answer follows (0: none). "
+        "[env: LLMCLI_REASONING_BUDGET]",
+        show_default="no limit",
+    ),
+]
+_HIDE_HELP = "Do not show the thinking (on a terminal it streams dimmed on stderr; stdout never gets it)."
+HideThinking = Annotated[bool, _thinking("--hide-thinking", help=_HIDE_HELP)]
+
+SchemaOption = Annotated[
+    str | None,
+    _structure(
+        "--schema",
+        help="Output must be JSON under this JSON Schema: a .json file, inline JSON, `object` (any JSON "
+        "object), or fields such as 'title, date: date, people: list, amount: number'.",
+        show_default=False,
+    ),
+]
+_GRAMMAR_HELP = "Output must follow this GBNF grammar file (llama.cpp's format; root is the start rule)."
+GrammarOption = Annotated[Path | None, _structure("--grammar", help=_GRAMMAR_HELP, show_default=False)]
+
+PromptCacheFlag = Annotated[
+    bool,
+    _speed(
+        "--prompt-cache",
+        help="Save the KV state of long prompts on disk and restore it next time (LRU, bounded).",
+    ),
+]
+_SPECULATIVE_HELP = (
+    "Draft tokens by looking up the context's last words earlier in it, verified in one batch."
+)
+Speculative = Annotated[bool, _speed("--speculative/--no-speculative", help=_SPECULATIVE_HELP)]
+DraftTokens = Annotated[
+    int, _speed("--draft-tokens", min=1, max=64, help="Most tokens drafted per step (adaptive).")
+]
+DraftModel = Annotated[
+    str | None,
+    _speed(
+        "--draft-model",
+        help="A small model of the same tokenizer that drafts for -m (instead of prompt lookup); "
+        "the output is unchanged. One document at a time only.",
+        show_default=False,
+        autocompletion=complete_model,
+    ),
+]
+Parallel = Annotated[
+    int | None,
+    _speed(
+        "--parallel",
+        min=1,
+        max=64,
+        help="Documents and chunks decoded together in one context; --ctx is split between them.",
+        show_default="up to 4 for several inputs, keeping 1,024 context tokens each; 1 for one input",
+    ),
+]
+
+OutDirOption = functools.partial(typer.Option, "--out-dir", show_default=False)  # each says what it writes
 Jsonl = Annotated[
     Path | None,
     typer.Option("--jsonl", help="Write one JSON record per input to FILE, resumable.", show_default=False),
@@ -254,59 +318,13 @@ PromptFile = Annotated[
         "--prompt-file", help="TOML file overriding the prompts (see llmcli/prompts.py).", show_default=False
     ),
 ]
-
-Speculative = Annotated[
-    bool,
-    typer.Option(
-        "--speculative/--no-speculative",
-        help="Draft tokens by looking up the context's last words earlier in it, verified in one batch.",
-        rich_help_panel="Speed",
+DocumentPaths = Annotated[
+    list[str] | None,
+    typer.Argument(
+        help="Files, folders (recursive) or glob patterns; stdin when none or `-`.", show_default=False
     ),
 ]
-DraftTokens = Annotated[
-    int,
-    typer.Option(
-        "--draft-tokens",
-        min=1,
-        max=64,
-        help="Most tokens drafted per step (adaptive).",
-        rich_help_panel="Speed",
-    ),
-]
-
-DraftModel = Annotated[
-    str | None,
-    typer.Option(
-        "--draft-model",
-        help="A small model of the same tokenizer that drafts for -m (instead of prompt lookup); "
-        "the output is unchanged. One document at a time only.",
-        show_default=False,
-        rich_help_panel="Speed",
-        autocompletion=complete_model,
-    ),
-]
-
-Parallel = Annotated[
-    int | None,
-    typer.Option(
-        "--parallel",
-        min=1,
-        max=64,
-        help="Documents and chunks decoded together in one context; --ctx is split between them.",
-        show_default="up to 4 for several inputs, keeping 1,024 context tokens each; 1 for one input",
-        rich_help_panel="Speed",
-    ),
-]
-
-PromptCacheFlag = Annotated[
-    bool,
-    typer.Option(
-        "--prompt-cache",
-        help="Save the KV state of long prompts on disk and restore it next time (LRU, bounded).",
-        rich_help_panel="Speed",
-    ),
-]
-
+PlanVerbose = Annotated[bool, typer.Option("--verbose", help="Show the chunk plan of each document.")]
 Files = Annotated[
     list[Path] | None,
     typer.Option(
@@ -320,162 +338,339 @@ Files = Annotated[
     ),
 ]
 
-
-# --- structured output -------------------------------------------------------------------------
-
-SchemaOption = Annotated[
-    str | None,
-    typer.Option(
-        "--schema",
-        help="Output must be JSON under this JSON Schema: a .json file, inline JSON, `object` (any JSON "
-        "object), or fields such as 'title, date: date, people: list, amount: number'.",
-        show_default=False,
-        rich_help_panel="Structured output",
-    ),
-]
-GrammarOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--grammar",
-        help="Output must follow this GBNF grammar file (llama.cpp's format; root is the start rule).",
-        show_default=False,
-        rich_help_panel="Structured output",
-    ),
-]
+# --- groups --------------------------------------------------------------------------------------
 
 
-def constraint(params: dict[str, Any]) -> Any:
-    """The Schema (grammar and JSON Schema) that --schema or --grammar asks for, or None."""
-    from llmcli.errors import UsageError
-    from llmcli.structured import ANY_OBJECT, Schema, compile_schema, load_schema, read_grammar
+class Omit:
+    """In `Annotated[Group, Omit("name")]`: the command has no such option (the group keeps its default)."""
 
-    schema, grammar = params.get("schema"), params.get("grammar")
-    if schema is not None and grammar is not None:
-        raise UsageError("give --schema or --grammar, not both")
-    if grammar is not None:
-        return Schema(None, read_grammar(grammar))
-    if schema is None:
-        return None
+    def __init__(self, *names: str) -> None:
+        self.names = frozenset(names)
+
+
+class Override:
+    """In `Annotated[Group, Override(name=Alias)]`: the command declares that option as Alias instead."""
+
+    def __init__(self, **options: Any) -> None:
+        self.options: Mapping[str, Any] = options
+
+
+@dataclass(frozen=True)
+class OptionGroup:
+    """Options that commands share, as a dataclass whose fields are typer options (see `inject`)."""
+
+    omitted: frozenset[str] = field(default=frozenset(), kw_only=True, repr=False)
+
+    @classmethod
+    def option_fields(cls) -> list[Field[Any]]:
+        return [f for f in fields(cls) if f.name != "omitted"]
+
+    def values(self) -> dict[str, Any]:
+        """Each option's value by name (an omitted one's is its default)."""
+        return {f.name: getattr(self, f.name) for f in self.option_fields()}
+
+    def offers(self, name: str) -> bool:
+        """Whether the command has this option."""
+        return name not in self.omitted
+
+
+@dataclass(frozen=True)
+class RuntimeOptions(OptionGroup):
+    """How llama.cpp runs a model here: context, threads, GPU offload, flash attention, KV cache."""
+
+    ctx: Ctx = None
+    threads: Threads = None
+    gpu_layers: GpuLayers = None
+    flash_attn: FlashAttn = None
+    cache_type_k: CacheTypeK = None
+    cache_type_v: CacheTypeV = None
+
+
+@dataclass(frozen=True)
+class ModelOptions(OptionGroup):
+    """-m, and --backend: the server that runs it (a command without --backend runs it here)."""
+
+    model: Model = None
+    backend: Backend = None
+
+    def settings(self, runtime: RuntimeOptions) -> Settings:
+        """Settings from defaults, config file and environment, overridden by the command's flags."""
+        from llmcli.config import load_settings
+
+        merged = load_settings().merged(model=self.model, backend=self.backend, **runtime.values())
+        return merged if self.offers("backend") else replace(merged, backend=None)
+
+
+@dataclass(frozen=True)
+class ModelsOptions(OptionGroup):
+    """-m repeated to compare models, and --backend."""
+
+    models: Models = None
+    backend: Backend = None
+
+    def each(self) -> list[ModelOptions]:
+        """One ModelOptions per -m, in order; the configured default model when none is given."""
+        names: list[str | None] = [*self.models] if self.models else [None]
+        return [ModelOptions(name, self.backend, omitted=self.omitted) for name in names]
+
+
+@dataclass(frozen=True)
+class SamplingOptions(OptionGroup):
+    """How the next token is chosen, and when generation stops."""
+
+    greedy: Greedy = False
+    temperature: Temperature = None
+    top_k: TopK = None
+    top_p: TopP = None
+    min_p: MinP = None
+    repeat_penalty: RepeatPenalty = None
+    seed: Seed = None
+    max_tokens: MaxTokens = None
+    stop: Stop = None
+    ignore_eos: IgnoreEos = False
+
+    def config(self, *, greedy_by_default: bool = False) -> SamplingConfig:
+        """A validated SamplingConfig; greedy_by_default: greedy unless --temperature is given."""
+        from llmcli.sampling import SamplingConfig
+
+        values = self.values()
+        values["greedy"] = self.greedy or (greedy_by_default and self.temperature is None)
+        return SamplingConfig.from_options(**{**values, "stop": self.stop or ()})
+
+
+@dataclass(frozen=True)
+class ThinkingOptions(OptionGroup):
+    """What a thinking model does before it answers: --think, --reasoning-budget, --hide-thinking."""
+
+    think: Think = None
+    reasoning_budget: ReasoningBudget = None
+    hide_thinking: HideThinking = False
+    default: ClassVar[str] = "auto"
+
+    @property
+    def asked(self) -> bool:
+        """Whether --think or --reasoning-budget was given."""
+        return self.think is not None or self.reasoning_budget is not None
+
+    def resolve(self) -> Thinking:
+        """--think and --reasoning-budget over the config file and LLMCLI_THINK/LLMCLI_REASONING_BUDGET."""
+        from llmcli.config import load_settings
+        from llmcli.reasoning import Thinking
+
+        config = load_settings()
+        budget = config.reasoning_budget if self.reasoning_budget is None else self.reasoning_budget
+        return Thinking.parse(self.think or config.think or self.default, budget)
+
+
+@dataclass(frozen=True)
+class TaskThinking(ThinkingOptions):
+    """Thinking for summaries, translations and evaluations, where it rarely helps: off unless asked."""
+
+    think: ThinkOff = None
+    default: ClassVar[str] = "off"
+
+
+def schema_constraint(schema: str) -> Schema:
+    """The Schema a --schema value asks for: a .json file, inline JSON, `object`, or fields."""
+    from llmcli.engine.grammar import compile_schema
+    from llmcli.structured import ANY_OBJECT, load_schema
+
     return compile_schema(ANY_OBJECT if schema.strip() == "object" else load_schema(schema))
 
 
-# --- thinking models ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class StructuredOptions(OptionGroup):
+    """--schema and --grammar: output constrained while it is generated."""
+
+    schema: SchemaOption = None
+    grammar: GrammarOption = None
+
+    def constraint(self) -> Schema | None:
+        """The Schema (grammar and JSON Schema) that --schema or --grammar asks for, or None."""
+        from llmcli.errors import UsageError
+        from llmcli.structured import Schema, read_grammar
+
+        if self.schema is not None and self.grammar is not None:
+            raise UsageError("give --schema or --grammar, not both")
+        if self.grammar is not None:
+            return Schema(None, read_grammar(self.grammar))
+        return None if self.schema is None else schema_constraint(self.schema)
 
 
-def _complete_think() -> list[tuple[str, str]]:
-    return [("on", "think before answering"), ("off", "answer at once"), ("auto", "the model's default")]
+@dataclass(frozen=True)
+class LoadOptions(OptionGroup):
+    """How the model is loaded and decoded: the speed options, and --offline."""
+
+    prompt_cache: PromptCacheFlag = False
+    speculative: Speculative = True
+    draft_tokens: DraftTokens = 8
+    draft_model: DraftModel = None
+    parallel: Parallel = None
+    offline: Offline = False
+
+    def lookup(self) -> int:
+        """Draft tokens per step for speculative decoding (0: off); --draft-model turns it on."""
+        return self.draft_tokens if self.speculative or self.draft_model else 0
+
+    def workers(self, inputs: int) -> tuple[int, bool]:
+        """Sequences to decode together for this many inputs, and whether that was chosen automatically."""
+        if self.draft_model:  # drafts help one sequence; several already fill each step
+            if (self.parallel or 1) > 1:
+                from llmcli.errors import UsageError
+
+                raise UsageError("--draft-model works one document at a time", hint="drop --parallel")
+            return 1, False
+        if self.parallel is not None:
+            return self.parallel, False
+        return (min(4, inputs), True) if inputs > 1 else (1, True)
+
+    def load(
+        self,
+        env: Environment,
+        settings: Settings,
+        *,
+        inputs: int = 1,
+        verbose: bool = False,
+        meter: bool = False,
+    ) -> LoadedModel:
+        """The settings' model, downloading it with a progress bar first if need be.
+
+        inputs: documents to run, for the sequences decoded together; verbose: llama.cpp's own log;
+        meter: show how the evaluation of a long prompt goes.
+        """
+        from llmcli.tasks.runtime import load_model
+        from llmcli.ui.render import DownloadBar, PromptMeter
+
+        workers, auto = self.workers(inputs)
+        return load_model(
+            settings,
+            verbose=verbose,
+            offline=self.offline,
+            progress=DownloadBar(env),
+            prompt_cache=self.prompt_cache,
+            parallel=workers,
+            auto_parallel=auto,
+            draft_model=self.draft_model,
+            prompt_meter=PromptMeter(env) if meter else None,
+        )
 
 
-def _think_option(default: str) -> Any:
-    return typer.Option(
-        "--think",
-        help="A thinking model thinks before it answers (on), answers at once (off), or follows its template "
-        "(auto). [env: LLMCLI_THINK]",
-        show_default=default,
-        autocompletion=_complete_think,
-        rich_help_panel="Thinking",
-    )
+@dataclass(frozen=True)
+class BatchOptions(OptionGroup):
+    """What summarize, translate and extract share for batches: --jsonl, --force, --prompt-file."""
+
+    jsonl: Jsonl = None
+    force: Force = False
+    prompt_file: PromptFile = None
+
+    def prompts(self) -> dict[str, str]:
+        """The built-in prompts, with --prompt-file's overriding them."""
+        from llmcli.text.prompts import load_prompts
+
+        return load_prompts(self.prompt_file)
 
 
-Think = Annotated[str | None, _think_option("auto")]
-ThinkOff = Annotated[str | None, _think_option("off: thinking rarely helps this task and costs its tokens")]
-ReasoningBudget = Annotated[
-    int | None,
-    typer.Option(
-        "--reasoning-budget",
-        help="Thinking tokens at most; then thinking is ended and the answer follows (0: none). "
-        "[env: LLMCLI_REASONING_BUDGET]",
-        show_default="no limit",
-        rich_help_panel="Thinking",
-    ),
-]
-HideThinking = Annotated[
-    bool,
-    typer.Option(
-        "--hide-thinking",
-        help="Do not show the thinking (on a terminal it streams dimmed on stderr; stdout never gets it).",
-        rich_help_panel="Thinking",
-    ),
-]
+# The variants that several commands take.
+TaskSampling = Annotated[SamplingOptions, Omit("stop", "ignore_eos")]
+TaskThinkingOptions = Annotated[TaskThinking, Omit("hide_thinking")]
+InteractiveLoad = Annotated[LoadOptions, Omit("draft_model", "parallel")]
+BatchLoad = Annotated[LoadOptions, Omit("prompt_cache")]
 
 
-def thinking(params: dict[str, Any], default: str) -> Any:
-    """--think and --reasoning-budget over the config file and LLMCLI_THINK/LLMCLI_REASONING_BUDGET."""
-    from llmcli.config import load_settings
-    from llmcli.reasoning import Thinking
-
-    config = load_settings()
-    mode = params.get("think") or config.think or default
-    budget = params.get("reasoning_budget")
-    return Thinking.parse(mode, config.reasoning_budget if budget is None else budget)
+# --- attaching groups to commands ----------------------------------------------------------------
 
 
-def parallel(params: dict[str, Any], inputs: int) -> tuple[int, bool]:
-    """Sequences to decode together, and whether that number was chosen automatically."""
-    if params.get("draft_model"):  # drafts help one sequence; several already fill each step
-        if (params["parallel"] or 1) > 1:
-            from llmcli.errors import UsageError
-
-            raise UsageError("--draft-model works one document at a time", hint="drop --parallel")
-        return 1, False
-    if params["parallel"] is not None:
-        return params["parallel"], False
-    return (min(4, inputs), True) if inputs > 1 else (1, True)
+R = TypeVar("R")
+_CONTEXT = "click_context"  # the parameter through which typer hands a wrapper the click context
 
 
-def lookup(params: dict[str, Any]) -> int:
-    """Draft tokens per step for speculative decoding (0: off); --draft-model turns it on."""
-    return params["draft_tokens"] if params["speculative"] or params.get("draft_model") else 0
+@dataclass(frozen=True)
+class _Placed:
+    """A group parameter of a command: its name, the group, and what the command leaves out or changes."""
+
+    name: str
+    group: type[OptionGroup]
+    omit: frozenset[str]
+    override: Mapping[str, Any]
+
+    @classmethod
+    def of(cls, name: str, hint: Any) -> _Placed | None:
+        base, marks = (get_args(hint)[0], hint.__metadata__) if get_origin(hint) is Annotated else (hint, ())
+        if not (isinstance(base, type) and issubclass(base, OptionGroup)):
+            return None
+        omit: frozenset[str] = frozenset().union(*(m.names for m in marks if isinstance(m, Omit)))
+        override = {k: v for m in marks if isinstance(m, Override) for k, v in m.options.items()}
+        unknown = (omit | override.keys()) - {f.name for f in base.option_fields()}
+        if unknown:
+            raise TypeError(f"{base.__name__} has no options {sorted(unknown)}")
+        return cls(name, base, omit, override)
+
+    def parameters(self) -> list[inspect.Parameter]:
+        """The group's options as keyword parameters, in the group's order."""
+        hints = get_type_hints(self.group, include_extras=True)
+        return [
+            inspect.Parameter(
+                f.name,
+                inspect.Parameter.KEYWORD_ONLY,
+                default=f.default,
+                annotation=self.override.get(f.name, hints[f.name]),
+            )
+            for f in self.group.option_fields()
+            if f.name not in self.omit
+        ]
+
+    def pack(self, values: dict[str, Any]) -> OptionGroup:
+        """The group from the options' values, which are taken out of values."""
+        given = {p.name: values.pop(p.name) for p in self.parameters()}
+        return self.group(**given, omitted=self.omit)
 
 
-Offline = Annotated[
-    bool,
-    typer.Option(
-        "--offline", help="Never touch the network; use downloaded models only. [env: HF_HUB_OFFLINE=1]"
-    ),
-]
+def inject(command: Callable[..., R]) -> Callable[..., R]:
+    """The command with its option groups and Environment filled in, as typer can call it.
 
-
-SETTINGS_KEYS = (
-    "model",
-    "ctx",
-    "threads",
-    "gpu_layers",
-    "flash_attn",
-    "cache_type_k",
-    "cache_type_v",
-    "backend",
-)
-SAMPLING_KEYS = (
-    "greedy",
-    "temperature",
-    "top_k",
-    "top_p",
-    "min_p",
-    "repeat_penalty",
-    "seed",
-    "max_tokens",
-    "stop",
-    "ignore_eos",
-)
-
-
-def settings(params: dict[str, Any]) -> Any:
-    """Settings from defaults, config file and environment, overridden by the command's flags.
-
-    A command without a --backend option (bench, perplexity) always runs the model locally.
+    Each parameter annotated with an OptionGroup (or `Annotated[Group, Omit(...), Override(...)]`)
+    shows typer the group's options in its place; a parameter annotated Environment gets the app's
+    (the click context's obj, see llmcli.cli.app), so that tests can run commands in-process.
     """
-    from dataclasses import replace
+    hints = get_type_hints(command, include_extras=True)
+    shown: list[inspect.Parameter] = []
+    groups: list[_Placed] = []
+    env_name = None
+    for param in inspect.signature(command).parameters.values():
+        hint = hints.get(param.name, param.annotation)
+        placed = _Placed.of(param.name, hint)
+        if placed is not None:
+            groups.append(placed)
+            shown += placed.parameters()
+        elif hint is Environment:
+            env_name = param.name
+        else:
+            shown.append(param.replace(annotation=hint, kind=inspect.Parameter.KEYWORD_ONLY))
+    if env_name is not None:
+        shown.append(inspect.Parameter(_CONTEXT, inspect.Parameter.KEYWORD_ONLY, annotation=typer.Context))
+    names = [p.name for p in shown] + [flag for p in shown for flag in _flags(p.annotation)]
+    if twice := {n for n in names if names.count(n) > 1}:
+        raise TypeError(f"{command.__name__}: options named twice: {sorted(twice)}")
 
-    from llmcli.config import load_settings
+    @functools.wraps(command)
+    def run(**values: Any) -> R:  # typer passes every option by name
+        packed = {g.name: g.pack(values) for g in groups}
+        if env_name is not None:
+            context = values.pop(_CONTEXT)
+            values[env_name] = context.find_object(Environment) or Environment.from_system()
+        return command(**values, **packed)
 
-    merged = load_settings().merged(**{k: params[k] for k in SETTINGS_KEYS if k in params})
-    return merged if "backend" in params else replace(merged, backend=None)
+    run.__annotations__ = {p.name: p.annotation for p in shown}
+    setattr(run, "__signature__", inspect.Signature(shown))  # noqa: B010  (typer reads it)
+    return run
 
 
-def sampling(params: dict[str, Any]) -> Any:
-    """A validated SamplingConfig from the command's sampling flags (None: not given)."""
-    from llmcli.sampling import SamplingConfig
-
-    options = {k: params[k] for k in SAMPLING_KEYS if k in params}
-    return SamplingConfig.from_options(**{**options, "stop": options.get("stop") or ()})
+def _flags(hint: Any) -> list[str]:
+    """The command-line flags an `Annotated[..., typer.Option(...)]` declares."""
+    decls: list[str] = []
+    for info in getattr(hint, "__metadata__", ()):
+        if isinstance(info, typer.models.OptionInfo):
+            # In Annotated, Option's first positional argument (a flag) lands in `default`.
+            given = [info.default] if isinstance(info.default, str) else []
+            decls += [flag for decl in [*given, *(info.param_decls or ())] for flag in decl.split("/")]
+    return [flag for flag in decls if flag.startswith("-")]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import glob
-import json
 from pathlib import Path
 from typing import Annotated
 
@@ -11,36 +10,16 @@ import typer
 
 from llmcli.cli.app import app
 from llmcli.cli.options import (
-    Backend,
-    CacheTypeK,
-    CacheTypeV,
-    Ctx,
-    DraftModel,
-    DraftTokens,
-    FlashAttn,
-    Force,
-    GpuLayers,
-    Greedy,
-    Jsonl,
-    MaxTokens,
-    MinP,
-    Model,
-    Offline,
-    Parallel,
-    PromptFile,
-    ReasoningBudget,
-    RepeatPenalty,
-    Seed,
-    Speculative,
-    Temperature,
-    ThinkOff,
-    Threads,
-    TopK,
-    TopP,
+    BatchLoad,
+    BatchOptions,
+    ModelOptions,
+    OutDirOption,
+    RuntimeOptions,
+    TaskSampling,
+    TaskThinkingOptions,
+    inject,
 )
-from llmcli.cli.options import lookup as make_lookup
-from llmcli.cli.options import sampling as make_sampling
-from llmcli.cli.options import thinking as make_thinking
+from llmcli.ui.environment import Environment
 
 _DOCUMENT_SUFFIXES = (".txt", ".md", ".markdown", ".rst", ".html", ".htm", ".pdf", ".text")
 
@@ -72,7 +51,10 @@ def _list_languages(value: bool) -> None:
     epilog="Decodes greedily unless --temperature is given. Languages by name or code: "
     "German, de, zh-Hans, pt-BR (see --list-languages)."
 )
+@inject
 def translate(
+    *,
+    env: Environment,
     inputs: Annotated[
         list[str] | None,
         typer.Argument(
@@ -94,23 +76,16 @@ def translate(
             "--glossary", help="TSV file of `term<TAB>translation` pairs to use.", show_default=False
         ),
     ] = None,
-    model: Model = None,
-    backend: Backend = None,
+    model: ModelOptions,
     out: Annotated[
         Path | None,
         typer.Option("--out", "-o", help="Write the translation of one input to FILE.", show_default=False),
     ] = None,
     out_dir: Annotated[
         Path | None,
-        typer.Option(
-            "--out-dir",
-            help="Write DIR/<input path> with the language code before the extension, resumable.",
-            show_default=False,
-        ),
+        OutDirOption(help="Write DIR/<input path> with the language code before the extension, resumable."),
     ] = None,
-    jsonl: Jsonl = None,
-    force: Force = False,
-    prompt_file: PromptFile = None,
+    batch: BatchOptions,
     list_languages: Annotated[
         bool,
         typer.Option(
@@ -120,27 +95,10 @@ def translate(
             is_eager=True,
         ),
     ] = False,
-    ctx: Ctx = None,
-    threads: Threads = None,
-    gpu_layers: GpuLayers = None,
-    flash_attn: FlashAttn = None,
-    cache_type_k: CacheTypeK = None,
-    cache_type_v: CacheTypeV = None,
-    greedy: Greedy = False,
-    temperature: Temperature = None,
-    top_k: TopK = None,
-    top_p: TopP = None,
-    min_p: MinP = None,
-    repeat_penalty: RepeatPenalty = None,
-    seed: Seed = None,
-    max_tokens: MaxTokens = None,
-    think: ThinkOff = None,
-    reasoning_budget: ReasoningBudget = None,
-    speculative: Speculative = True,
-    draft_tokens: DraftTokens = 8,
-    draft_model: DraftModel = None,
-    parallel: Parallel = None,
-    offline: Offline = False,
+    runtime: RuntimeOptions,
+    sampling: TaskSampling,
+    thinking: TaskThinkingOptions,
+    load: BatchLoad,
     verbose: Annotated[
         bool, typer.Option("--verbose", help="Show the detected language and the segment plan.")
     ] = False,
@@ -151,20 +109,13 @@ def translate(
     copied, never translated. With --out-dir or --jsonl a rerun skips inputs that are done and
     unchanged; a failed file never stops the batch (exit 1 if any failed); Ctrl-C stops cleanly (130).
     """
-    params = dict(locals())
-    from dataclasses import asdict
-
-    from llmcli.cli.batch import check_split, load_batch_model, read_inputs, run_documents
+    from llmcli.cli.batch import BatchJob, bind, one_output, read_inputs, run_job
     from llmcli.errors import UsageError
     from llmcli.tasks.batch import Output
     from llmcli.tasks.translate import TranslateOptions, Translator, load_glossary
     from llmcli.text.documents import Source
     from llmcli.text.languages import resolve_language
-    from llmcli.text.prompts import load_prompts
-    from llmcli.ui.environment import Environment
-    from llmcli.ui.render import note
 
-    env = Environment.from_system()
     if to is None:
         raise UsageError("say which language to translate into with --to", hint="e.g. --to German or --to de")
     options = TranslateOptions(
@@ -172,13 +123,9 @@ def translate(
         source=resolve_language(source_lang) if source_lang else None,
         glossary=load_glossary(glossary) if glossary else (),
     )
-    if temperature is None:
-        params["greedy"] = True
-    sampling = make_sampling(params)
-    thinking = make_thinking(params, "off")  # read once: the factory below runs per document
-    if sum(x is not None for x in (out, out_dir, jsonl)) > 1:
-        raise UsageError("give only one of --out, --out-dir and --jsonl")
-    prompts = load_prompts(prompt_file)
+    config, think = sampling.config(greedy_by_default=True), thinking.resolve()  # read once
+    one_output(out=out, out_dir=out_dir, jsonl=batch.jsonl)
+    prompts = batch.prompts()
     args = inputs or []
     from_text = _is_text_argument(args)
     stdin: bytes | None
@@ -188,42 +135,23 @@ def translate(
         sources, stdin = read_inputs(env, args, "translate")
     if out is not None and len(sources) > 1:
         raise UsageError(f"--out takes one input, got {len(sources)}", hint="use --out-dir for many")
-
-    loaded = load_batch_model(env, params, len(sources))
-    with loaded:
-        template = loaded.chat_template()
-
-        def translator() -> Translator:
-            # One per document: several run at once on a parallel engine.
-            return Translator(
-                loaded.runner,
-                template,
-                sampling,
-                options,
-                prompts,
-                notify=(lambda m: note(env, m)) if verbose else None,
-                lookup=make_lookup(params),
-                thinking=thinking,
-            )
-
-        check_split(translator().budget, loaded)
-
-        def process(text: str) -> tuple[str, int]:
-            result = translator().translate(text)
-            produced = result.text + ("\n" if from_text and not result.text.endswith("\n") else "")
-            return produced, result.prompt_tokens + result.generated_tokens
-
-        settings = json.dumps([loaded.name, asdict(options), repr(sampling), prompts], sort_keys=True)
-        run_documents(
-            env,
-            sources,
-            process,
-            Output(
-                out_dir=out_dir, jsonl=jsonl, out_file=out, suffix=f".{options.target.code}", text_suffix=True
-            ),
-            settings=settings,
-            force=force,
-            stdin=stdin,
-            done_word="translated",
-            workers=loaded.n_parallel,
-        )
+    suffix = f".{options.target.code}"
+    output = Output(out_dir=out_dir, jsonl=batch.jsonl, out_file=out, suffix=suffix, text_suffix=True)
+    translator = bind(
+        Translator,
+        env,
+        load,
+        verbose,
+        sampling=config,
+        options=options,
+        prompts=prompts,
+        thinking=think,
+        ends_line=from_text,
+    )
+    run_job(
+        env,
+        BatchJob(sources, stdin, output, batch.force, "translated"),
+        model.settings(runtime),
+        load,
+        translator,
+    )

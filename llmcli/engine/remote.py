@@ -34,7 +34,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from llmcli.engine import Generation, Vocabulary
+from llmcli.engine.contract import Capabilities, Generation, Pieces, Unsupported
+from llmcli.engine.vocabulary import Vocabulary
 from llmcli.errors import BackendError, ContextOverflowError, GenerationError, UsageError
 from llmcli.reasoning import ThinkPlan, Thought, ThoughtSplitter
 from llmcli.sampling import SamplingConfig
@@ -258,9 +259,12 @@ def _ctx_of(model: dict[str, Any]) -> int | None:
 
 
 class RemoteEngine:
-    """Generation on an OpenAI-compatible server; safe to use from several threads at once."""
+    """Generation on an OpenAI-compatible server; safe to use from several threads at once.
 
-    takes_messages = True  # conversations are sent as messages, for the server's own chat template
+    Capabilities: conversations go as messages, for the server's own chat template; `parallel`
+    requests in flight at once. Speculation is the server's business (generate ignores lookup, which
+    never changes the output), and the server's logits are not ours to score.
+    """
 
     def __init__(
         self,
@@ -278,7 +282,7 @@ class RemoteEngine:
         self._lock = threading.Lock()
         self._dropped: frozenset[str] = frozenset()  # extension fields this server refused
         self._schema_as_grammar = False  # conversations: this server refused response_format
-        self.n_parallel = options.parallel
+        self.capabilities = Capabilities(messages=True, parallel=options.parallel)
         # Documents and their chunks all generate from their own threads: at most N on the wire.
         self._slots = threading.BoundedSemaphore(options.parallel)
         try:
@@ -291,6 +295,14 @@ class RemoteEngine:
         self.name = self._pick(options.model, [str(m["id"]) for m in models])
         chosen = next((m for m in models if m["id"] == self.name), {})
         self.n_ctx = options.n_ctx or _ctx_of(chosen) or self._props_ctx() or DEFAULT_REMOTE_CTX
+
+    @property
+    def takes_messages(self) -> bool:
+        return self.capabilities.messages
+
+    def kv_cache_bytes(self, n_ctx: int) -> int | None:
+        """None: the server's KV cache is its own."""
+        return None
 
     def _pick(self, wanted: str | None, ids: list[str]) -> str:
         if wanted and (wanted in ids or not ids):
@@ -419,7 +431,8 @@ class RemoteEngine:
     def generate(
         self, prompt: str | Sequence[int], sampling: SamplingConfig, *, lookup: int = 0
     ) -> Generation:
-        """Continue prompt on the server (/v1/completions). lookup is the server's business: ignored."""
+        """Continue prompt on the server (/v1/completions). lookup is ignored: speculation is the
+        server's business (capabilities.speculation is False), and it never changes the output."""
         text = prompt if isinstance(prompt, str) else self.detokenize(prompt)
         if not text:
             raise UsageError("the prompt is empty")
@@ -428,6 +441,12 @@ class RemoteEngine:
     def chat(self, messages: list[dict[str, str]], sampling: SamplingConfig) -> Generation:
         """Answer a conversation on the server (/v1/chat/completions, the model's own template)."""
         return self._start("/v1/chat/completions", {"messages": messages}, sampling)
+
+    def window_logits(self, tokens: Sequence[int], first: int) -> Iterator[tuple[int, Any]]:
+        """Unsupported: a server does not hand out its logits (capabilities.scoring is False)."""
+        raise Unsupported(
+            f"the server at {self.http.url} cannot score text", hint="run the model here, without --backend"
+        )
 
     def _body(self, sampling: SamplingConfig, *, chat: bool) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -457,10 +476,7 @@ class RemoteEngine:
         return body
 
     def _start(self, path: str, payload: dict[str, Any], sampling: SamplingConfig) -> Generation:
-        sampling = sampling.resolved()
-        gen = Generation(iter(()), sampling)
-        gen._pieces = self._stream(path, payload, gen)
-        return gen
+        return Generation(sampling.resolved(), lambda gen: self._stream(path, payload, gen))
 
     def _events(
         self, path: str, sampling: SamplingConfig, payload: dict[str, Any]
@@ -502,7 +518,7 @@ class RemoteEngine:
             hint="run the model on llama-server or vLLM, which do, or here without --backend",
         )
 
-    def _stream(self, path: str, payload: dict[str, Any], gen: Generation) -> Iterator[str]:
+    def _stream(self, path: str, payload: dict[str, Any], gen: Generation) -> Pieces:
         stats, sampling = gen.stats, gen.sampling
         chat = path.endswith("/chat/completions")
         plan = sampling.think

@@ -62,7 +62,7 @@ class Asker:
 
     def ask_all(self, requests: Sequence[tuple[str, int | None]]) -> list[Completion]:
         """Answers to (message, max_tokens) requests, in order; at once on a parallel engine."""
-        parallel = min(getattr(self.engine, "n_parallel", 1), len(requests))
+        parallel = min(self.engine.capabilities.parallel, len(requests))
         if parallel <= 1:
             return [self.ask(message, max_tokens=limit) for message, limit in requests]
         from concurrent.futures import ThreadPoolExecutor

@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from llmcli.errors import LlmcliError
 from llmcli.fsutil import atomic_write_text
@@ -115,6 +115,22 @@ class Ledger:
         else:
             text = json.dumps(self.records, ensure_ascii=False, indent=1)
         atomic_write_text(path, text)
+
+
+class DocumentWorker(Protocol):
+    """A task bound to a model, for one document (one each, so several can run on a parallel engine)."""
+
+    def budget(self) -> int:
+        """Tokens a document or chunk may take; ContextOverflowError when the context leaves none."""
+        ...
+
+    def settings(self) -> list[Any]:
+        """What, besides the model, decides the output (JSON-able): part of each input's key."""
+        ...
+
+    def process(self, text: str) -> tuple[str, int]:
+        """The output for text as the batch writes it, and the tokens that took."""
+        ...
 
 
 def content_key(settings: str, text: str) -> str:

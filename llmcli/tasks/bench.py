@@ -10,12 +10,17 @@ exactly what llama-bench's tg N times.
 from __future__ import annotations
 
 import random
+import re
 import statistics
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
 
-from llmcli.engine import LocalEngine, Stats
+from llmcli import __version__
+from llmcli.config import parse_flash_attn
+from llmcli.engine import BuildInfo, LocalEngine, Stats
 from llmcli.errors import UsageError
 from llmcli.sampling import SamplingConfig
 
@@ -164,3 +169,100 @@ def peak_rss_bytes() -> int | None:
         return None
     peak = int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
     return peak if sys.platform == "darwin" else peak * 1024  # macOS counts bytes, Linux KiB
+
+
+def gpu_backends(system_info: str) -> str:
+    """The GPU backends llama.cpp names in its system info ("CUDA : ARCHS = 890 | CPU : AVX2 = 1 | ...")."""
+    gpus = [name for name in re.findall(r"(\w+) : ", system_info) if name != "CPU"]
+    return ",".join(gpus) or "GPU"
+
+
+@dataclass(frozen=True)
+class BenchReport:
+    """A benchmark's tests, with the model, the settings they ran under, peak memory and the build."""
+
+    name: str  # how the model is shown
+    path: Path
+    architecture: str
+    quantization: str
+    size_bytes: int
+    params: int
+    n_ctx: int
+    n_batch: int
+    threads: int
+    gpu_layers: int
+    backend: str  # CPU, or the GPU backends
+    flash_attn: bool
+    repetitions: int
+    tests: list[TestResult]
+    peak_rss_bytes: int | None
+    build: BuildInfo
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model": {
+                "name": self.name,
+                "path": str(self.path),
+                "architecture": self.architecture,
+                "quantization": self.quantization,
+                "size_bytes": self.size_bytes,
+                "params": self.params,
+            },
+            "settings": {
+                "n_ctx": self.n_ctx,
+                "n_batch": self.n_batch,
+                "threads": self.threads,
+                "gpu_layers": self.gpu_layers,
+                "backend": self.backend,
+                "flash_attn": self.flash_attn,
+                "repetitions": self.repetitions,
+            },
+            "tests": [t.to_dict() for t in self.tests],
+            "peak_rss_bytes": self.peak_rss_bytes,
+            "build": {"llmcli": __version__, **asdict(self.build)},
+        }
+
+
+def bench(
+    engine: LocalEngine,
+    plan: BenchPlan,
+    *,
+    name: str,
+    flash_attn: str | None,
+    build: BuildInfo,
+    progress: Callable[[str], None] = lambda _text: None,
+) -> BenchReport:
+    """Run the plan on engine and report it; flash_attn is the setting (on, off, auto).
+
+    progress hears the settings in a line first, then the name of each test as it starts.
+    """
+    plan.check_context(engine.n_ctx)
+    ngl = engine.gpu_layers if build.gpu_offload else 0
+    flash = parse_flash_attn(flash_attn)
+    if flash is None:  # the engine's rule for auto: on exactly when layers are offloaded
+        flash = ngl != 0
+    backend = gpu_backends(build.system_info) if ngl else "CPU"
+    progress(
+        f"{engine.model_path.name}: context {engine.n_ctx:,}, threads {engine.n_threads}, {backend}, "
+        f"flash attention {'on' if flash else 'off'}"
+    )
+    tests = run_bench(engine, plan, progress)
+    info = engine.info
+    return BenchReport(
+        name=name,
+        path=engine.model_path,
+        architecture=info.architecture,
+        quantization=info.quantization,
+        size_bytes=info.file_size,
+        params=info.n_params,
+        n_ctx=engine.n_ctx,
+        n_batch=engine.n_batch,
+        threads=engine.n_threads,
+        gpu_layers=ngl,
+        backend=backend,
+        flash_attn=flash,
+        repetitions=plan.repetitions,
+        tests=tests,
+        peak_rss_bytes=peak_rss_bytes(),
+        build=build,
+    )

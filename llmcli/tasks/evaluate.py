@@ -10,17 +10,23 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from statistics import fmean
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from llmcli.errors import LlmcliError, UsageError
-from llmcli.fsutil import read_utf8
+from llmcli.fsutil import atomic_write_text, read_utf8
 from llmcli.tasks.batch import ItemResult, Ledger, Output, content_key
 from llmcli.text.languages import Language, detect_language
 from llmcli.text.markup import is_cjk
+
+if TYPE_CHECKING:
+    from llmcli.tasks.perplexity import PerplexityResult
+    from llmcli.tasks.runtime import LoadedModel
+    from llmcli.tasks.summarize import Summarizer
+    from llmcli.tasks.translate import Translator
 
 ROUGE_TYPES = ("rouge1", "rouge2", "rougeL")
 
@@ -171,6 +177,73 @@ def run_items(
     return result
 
 
+class Progress(Protocol):
+    """Items done of a model's run, told as they go; closed after each model."""
+
+    def __call__(self, done: int, total: int, current: str) -> None: ...
+
+    def close(self) -> None: ...
+
+
+# A model's way to produce each item's output, and the settings that decide the outputs.
+Contender = tuple[Callable[[str], Produced], list[Any]]
+
+
+def run_models(
+    models: Iterable[LoadedModel],
+    items: list[Item],
+    contender: Callable[[LoadedModel], Contender],
+    kept_name: Callable[[str], str],
+    out_dir: Path,
+    *,
+    force: bool = False,
+    progress: Progress | None = None,
+    notify: Callable[[str], None] = lambda _m: None,
+) -> list[RunResult]:
+    """Every model's outputs for every item, each model's kept in out_dir / kept_name(its slug).
+
+    Outputs kept by an earlier run with the same model and settings are reused; two models of the
+    same file name keep two files. KeyboardInterrupt propagates with what is done kept.
+    """
+    runs = []
+    files: dict[str, str] = {}  # kept file -> model, so two models of the same file name never share one
+    for loaded in models:
+        produce, settings = contender(loaded)
+        name = loaded.display_name
+        notify(f"{name}: {len(items)} records")
+        file = kept_name(slug(name))
+        while files.setdefault(file, loaded.name) != loaded.name:
+            file = kept_name(f"{slug(name)}-{len(files) + 1}")
+        kept = out_dir / file
+        key = json.dumps([loaded.name, settings], sort_keys=True)
+        runs.append(run_items(name, items, produce, kept, key, force=force, progress=progress))
+        if progress:
+            progress.close()
+        if runs[-1].reused:
+            notify(f"{name}: {runs[-1].reused} of {len(items)} outputs reused from {kept}")
+    return runs
+
+
+def summaries(summarizer: Summarizer) -> Contender:
+    """A summarizer's summary of each item, stripped, and the settings that decide it."""
+
+    def produce(text: str) -> Produced:
+        result = summarizer.summarize(text)
+        return Produced(result.text.strip(), result.generated_tokens, result.seconds)
+
+    return produce, [asdict(summarizer.options), repr(summarizer.sampling)]
+
+
+def translations(translator: Translator) -> Contender:
+    """A translator's translation of each line, on one line, and the settings that decide it."""
+
+    def produce(text: str) -> Produced:
+        result = translator.translate(text)
+        return Produced(" ".join(result.text.split()), result.generated_tokens, result.seconds)
+
+    return produce, [asdict(translator.options), repr(translator.sampling)]
+
+
 # --- scoring -----------------------------------------------------------------------------------
 
 
@@ -264,3 +337,107 @@ def score_translations(
 def slug(name: str) -> str:
     """A file-name-safe form of a model name (`qwen2.5-0.5b:Q4_K_M` -> `qwen2.5-0.5b-Q4_K_M`)."""
     return re.sub(r"[^\w.-]+", "-", name).strip("-") or "model"
+
+
+# --- reports -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ModelScores:
+    """One model's scores: the means, each item's scores and output, and what the outputs took."""
+
+    run: RunResult
+    means: dict[str, float]
+    per_item: list[dict[str, Any]]
+
+    def to_dict(self, count: str, each: str) -> dict[str, Any]:
+        """As the JSON report has it: count and each name the items (`records`, `per_record`)."""
+        outputs = self.run.outputs
+        return {
+            "model": self.run.model,
+            count: len(self.per_item),
+            "mean": self.means,
+            "generated_tokens": sum(p.generated_tokens for p in outputs),
+            "seconds": round(sum(p.seconds for p in outputs), 3),
+            "tokens_per_second": round(self.run.tokens_per_second, 2),
+            "outputs": str(self.run.kept),
+            each: self.per_item,
+        }
+
+
+@dataclass(frozen=True)
+class SummaryReport:
+    """ROUGE of each model's summaries of a data set."""
+
+    data: Path
+    tokenizer: str  # how rouge-score split the texts into words
+    models: list[ModelScores]
+    out_dir: Path
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "data": str(self.data),
+            "scorer": {"library": "rouge-score", "tokenizer": self.tokenizer},
+            "models": [m.to_dict("records", "per_record") for m in self.models],
+        }
+
+
+@dataclass(frozen=True)
+class TranslationReport:
+    """BLEU and chrF of each model's translations of a source file, with sacrebleu's signatures."""
+
+    src: Path
+    refs: list[Path]
+    target: Language
+    signatures: dict[str, str]
+    models: list[ModelScores]
+    out_dir: Path
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "src": str(self.src),
+            "refs": [str(r) for r in self.refs],
+            "to": self.target.code,
+            "signatures": self.signatures,
+            "models": [m.to_dict("lines", "per_line") for m in self.models],
+        }
+
+
+def summary_report(data: Path, items: list[Item], runs: list[RunResult], out_dir: Path) -> SummaryReport:
+    """Each run's summaries scored against the items' references."""
+    models, tokenizer = [], ""
+    for run in runs:
+        means, per_item, tokenizer = score_summaries(items, run.outputs)
+        models.append(ModelScores(run, means, per_item))
+    return SummaryReport(data, tokenizer, models, out_dir)
+
+
+def translation_report(
+    src: Path, refs: list[Path], target: Language, items: list[Item], runs: list[RunResult], out_dir: Path
+) -> TranslationReport:
+    """Each run's translations scored against the items' references; each run's hypotheses are kept
+    beside its outputs as a line-aligned .txt."""
+    models, signatures = [], dict[str, str]()
+    for run in runs:
+        atomic_write_text(run.kept.with_suffix(".txt"), "".join(p.output + "\n" for p in run.outputs))
+        means, per_item, signatures = score_translations(items, run.outputs, target)
+        models.append(ModelScores(run, means, per_item))
+    return TranslationReport(src, refs, target, signatures, models, out_dir)
+
+
+@dataclass(frozen=True)
+class PerplexityReport:
+    """Each model's perplexity on a text file, in windows of ctx tokens."""
+
+    file: Path
+    ctx: int
+    stride: int | None
+    models: list[tuple[str, PerplexityResult]]  # (model, its result)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "file": str(self.file),
+            "ctx": self.ctx,
+            "stride": self.stride,
+            "models": [{"model": name, **result.to_dict()} for name, result in self.models],
+        }

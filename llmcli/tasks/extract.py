@@ -20,6 +20,7 @@ from llmcli.reasoning import Thinking
 from llmcli.sampling import SamplingConfig
 from llmcli.structured import Schema
 from llmcli.tasks.asking import Asker
+from llmcli.tasks.summarize import room_for_document
 from llmcli.text.chunking import chunk_text
 
 SYSTEM = (
@@ -33,7 +34,6 @@ MERGE = (
     "order. Merge them into one record for the whole document:\n{document}"
 )
 DEFAULT_MAX_TOKENS = 512
-MARGIN = 16
 MAX_DEPTH = 4
 
 
@@ -72,14 +72,20 @@ class Extractor:
     def budget(self, prompt: str = EXTRACT) -> int:
         """Tokens left for the document (after instructions, schema, template and the record)."""
         empty = prompt.format(schema=self._schema_text, document="")
-        room = self.engine.n_ctx - self.asker.overhead(empty) - (self.sampling.max_tokens or 0) - MARGIN
-        if room < 64:
-            raise ContextOverflowError(
-                f"the context ({self.engine.n_ctx:,} tokens) leaves no room for a document after the "
-                f"schema and a {self.sampling.max_tokens:,}-token record",
-                hint="raise --ctx, or lower -n",
-            )
-        return room
+        limit = self.sampling.max_tokens or 0
+        after = f"schema and a {limit:,}-token record"
+        return room_for_document(
+            self.engine.n_ctx, self.asker.overhead(empty), limit, after, hint="raise --ctx, or lower -n"
+        )
+
+    def settings(self) -> list[Any]:
+        """What, besides the model, decides a record."""
+        return [self.schema.schema, repr(self.sampling)]
+
+    def process(self, text: str) -> tuple[str, int]:
+        """The record for text as one line of JSON, and the tokens it took."""
+        result = self.extract(text)
+        return json.dumps(result.record, ensure_ascii=False), result.prompt_tokens + result.generated_tokens
 
     def extract(self, text: str) -> Extracted:
         """The record for text (validated against the schema)."""

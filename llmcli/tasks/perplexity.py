@@ -4,17 +4,22 @@ Default: the tokens are cut into non-overlapping windows of `ctx` tokens (the re
 each window starts with BOS where the model adds one, and the second half of every window is
 scored, so each scored token has at least ctx/2 tokens before it. With a stride S (llama-perplexity
 `--ppl-stride`), windows of ctx tokens start every S tokens and their last S tokens are scored.
+A window's score is computed here from the logits rows the engine yields a batch at a time
+(`Engine.window_logits`), like llama-perplexity: -log softmax, max-shifted, summed in doubles.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from llmcli.engine import LocalEngine
+from llmcli.engine import Engine, Unsupported
 from llmcli.errors import UsageError
+
+NLL_ROWS = 64  # logits rows per step of nll: bounds its temporaries
 
 
 @dataclass(frozen=True)
@@ -83,8 +88,35 @@ class PerplexityResult:
         }
 
 
+def nll(logits: Any, targets: Sequence[int]) -> Any:
+    """-log softmax(row)[target] for each logits row, max-shifted with double sums like llama-perplexity."""
+    import numpy as np
+
+    out = np.empty(len(targets))
+    for i in range(0, len(targets), NLL_ROWS):
+        rows = logits[i : i + NLL_ROWS]
+        peak = rows.max(axis=1)
+        sums = np.exp(rows - peak[:, None]).sum(axis=1, dtype=np.float64)
+        picked = rows[np.arange(len(rows)), targets[i : i + NLL_ROWS]] - peak
+        out[i : i + len(rows)] = np.log(sums) - picked
+    return out
+
+
+def window_nll(engine: Engine, tokens: Sequence[int], first: int) -> Any:
+    """Negative log-likelihoods (numpy, nats) of tokens[first + 1:], each given all tokens before it,
+    with tokens evaluated as one window from an empty cache."""
+    import numpy as np
+
+    tokens = list(tokens)
+    parts = [
+        nll(rows, tokens[position + 1 : position + 1 + len(rows)])
+        for position, rows in engine.window_logits(tokens, first)
+    ]
+    return np.concatenate(parts) if parts else np.zeros(0)
+
+
 def perplexity(
-    engine: LocalEngine,
+    engine: Engine,
     text: str,
     ctx: int,
     stride: int | None = None,
@@ -92,6 +124,8 @@ def perplexity(
 ) -> PerplexityResult:
     """The model's perplexity on text; progress(done, total) is called after each window."""
     start = time.perf_counter()
+    if not engine.capabilities.scoring:
+        raise Unsupported(f"{engine.name} cannot score text", hint="run the model here, without --backend")
     if ctx > engine.n_ctx:
         raise UsageError(f"--ctx {ctx} exceeds the engine's context of {engine.n_ctx:,}")
     tokens = engine.tokenize(text)
@@ -103,10 +137,10 @@ def perplexity(
         window = tokens[offset : offset + ctx]
         if plan.bos:
             window[0] = bos[0]
-        nll = engine.score(window, plan.first)
-        total += float(nll.sum())
-        total_sq += float((nll * nll).sum())
-        count += len(nll)
+        scores = window_nll(engine, window, plan.first)
+        total += float(scores.sum())
+        total_sq += float((scores * scores).sum())
+        count += len(scores)
         if progress:
             progress(i + 1, len(plan.starts))
     mean = total / count

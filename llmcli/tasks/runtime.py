@@ -5,18 +5,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
 
 from llmcli.chat.templates import ChatTemplate, pick_template
-from llmcli.config import Paths, Settings
+from llmcli.config import Paths, Settings, parse_flash_attn, parse_gpu_layers
 from llmcli.engine import (
     Engine,
     EngineOptions,
     LocalEngine,
     ParallelEngine,
     default_ctx,
-    parse_flash_attn,
-    parse_gpu_layers,
 )
 from llmcli.engine.hardware import logical_cpus
 from llmcli.engine.promptcache import PromptCache
@@ -24,9 +21,6 @@ from llmcli.errors import LlmcliError, UsageError
 from llmcli.models.ggufinfo import read_gguf
 from llmcli.models.registry import ModelRef, Registry, load_registry
 from llmcli.models.store import Progress, Store
-
-if TYPE_CHECKING:
-    from llmcli.engine.remote import RemoteEngine
 
 MIN_SEQUENCE_CTX = 1024  # automatic --parallel keeps at least this much context per sequence
 
@@ -45,11 +39,16 @@ def model_ref(settings: Settings, registry: Registry | None = None) -> ModelRef:
 
 @dataclass
 class LoadedModel:
-    """An engine with what the registry says about its model (ref is None for a server's model)."""
+    """An engine with what the registry says about its model (ref is None for a server's model).
 
-    engine: LocalEngine | RemoteEngine
+    engine is the model's engine (a server's, or the model itself: then `model` too), parallel the engine
+    that runs several sequences in its context, when there is one.
+    """
+
+    engine: Engine
     ref: ModelRef | None
     parallel: ParallelEngine | None = None  # set when several sequences share the context
+    model: LocalEngine | None = None  # the model, when it runs here (None: on a server)
 
     @property
     def runner(self) -> Engine:
@@ -63,20 +62,20 @@ class LoadedModel:
     @property
     def display_name(self) -> str:
         """How tables show the model: a local file by its name, anything else by its reference."""
-        if isinstance(self.engine, LocalEngine) and self.ref and self.ref.is_local:
-            return self.engine.model_path.name
+        if self.model is not None and self.ref and self.ref.is_local:
+            return self.model.model_path.name
         return self.name
 
     @property
     def n_parallel(self) -> int:
         """Generations at once: sequences in the context, or requests in flight to a server."""
-        return self.parallel.n_parallel if self.parallel else getattr(self.engine, "n_parallel", 1)
+        return self.runner.capabilities.parallel
 
     def local(self) -> LocalEngine:
         """The engine of a model that runs here (commands with no --backend option load no other)."""
-        if not isinstance(self.engine, LocalEngine):
+        if self.model is None:
             raise UsageError(f"{self.name} runs on a server: this command needs the model itself")
-        return self.engine
+        return self.model
 
     def __enter__(self) -> LoadedModel:
         return self
@@ -91,17 +90,18 @@ class LoadedModel:
         A server applies its own template; this one then only estimates how many tokens a
         conversation takes.
         """
-        if not isinstance(self.engine, LocalEngine):
+        model = self.model
+        if model is None:
             return pick_template(None)
-        bos, eos = self.engine.special_text()
+        bos, eos = model.special_text()
         override = self.ref.entry.chat_template if self.ref and self.ref.entry else None
         return pick_template(
-            self.engine.info.chat_template,
+            model.info.chat_template,
             override,
             bos_token=bos,
             eos_token=eos,
-            tokenizer=self.engine,
-            architecture=self.engine.info.architecture,
+            tokenizer=model,
+            architecture=model.info.architecture,
         )
 
     def stop_strings(self) -> tuple[str, ...]:
@@ -172,7 +172,7 @@ def load_model(
     if prompt_cache:
         folder = Paths.from_env().cache_dir / "prompt-cache"
         engine.use_prompt_cache(PromptCache(folder, settings.prompt_cache_mb << 20))
-    return LoadedModel(engine, ref, ParallelEngine(engine) if parallel > 1 else None)
+    return LoadedModel(engine, ref, ParallelEngine(engine) if parallel > 1 else None, model=engine)
 
 
 def _load_remote(settings: Settings, parallel: int) -> LoadedModel:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
+from typing import Any
 
 from llmcli.chat.templates import ChatTemplate
 from llmcli.engine import Engine
@@ -19,6 +20,19 @@ from llmcli.text.tidy import tidy_summary
 STRATEGIES = ("auto", "stuff", "map-reduce", "refine")
 MARGIN = 16  # tokens of slack for template markers around the document
 MAX_DEPTH = 8
+
+
+def room_for_document(
+    n_ctx: int, overhead: int, answer: int | None, after: str, hint: str = "raise --ctx"
+) -> int:
+    """Tokens a context of n_ctx leaves for a document after the prompt's overhead and an answer of
+    up to `answer` tokens; ContextOverflowError (`... no room for a document after {after}`) under 64."""
+    room = n_ctx - overhead - (answer or 0) - MARGIN
+    if room < 64:
+        raise ContextOverflowError(
+            f"the context ({n_ctx:,} tokens) leaves no room for a document after the {after}", hint=hint
+        )
+    return room
 
 
 @dataclass(frozen=True)
@@ -95,17 +109,21 @@ class Summarizer:
     def count(self, text: str) -> int:
         return self.asker.count(text)
 
-    def budget(self, key: str, **extra: str) -> int:
+    def budget(self, key: str = "summarize", **extra: str) -> int:
         """Tokens left for the document in prompt `key` (after instructions, template and the answer)."""
         empty = self.prompts[key].format(document="", **extra, **self.options.fields())
-        room = self.engine.n_ctx - self.asker.overhead(empty) - (self.sampling.max_tokens or 0) - MARGIN
-        if room < 64:
-            raise ContextOverflowError(
-                f"the context ({self.engine.n_ctx:,} tokens) leaves no room for a document after the "
-                f"instructions and a {self.sampling.max_tokens}-token summary",
-                hint="raise --ctx",
-            )
-        return room
+        limit = self.sampling.max_tokens
+        after = f"instructions and a {limit}-token summary"
+        return room_for_document(self.engine.n_ctx, self.asker.overhead(empty), limit, after)
+
+    def settings(self) -> list[Any]:
+        """What, besides the model, decides a summary."""
+        return [asdict(self.options), repr(self.sampling), self.prompts]
+
+    def process(self, text: str) -> tuple[str, int]:
+        """The summary of text as a batch writes it (one final newline), and the tokens it took."""
+        result = self.summarize(text)
+        return result.text.rstrip() + "\n", result.prompt_tokens + result.generated_tokens
 
     def _ask(self, key: str, **fields: str) -> str:
         completion = self.asker.ask(self.prompts[key].format(**fields, **self.options.fields()))

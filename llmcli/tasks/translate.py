@@ -12,8 +12,9 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from llmcli.chat.templates import ChatTemplate
 from llmcli.engine import Engine
@@ -100,8 +101,12 @@ class Translator:
         notify: Callable[[str], None] | None = None,
         lookup: int = 0,
         thinking: Thinking | None = None,
+        *,
+        ends_line: bool = False,
     ) -> None:
+        """ends_line: `process` ends its output with a newline (a text argument's translation)."""
         self.engine, self.options, self.sampling = engine, options, sampling
+        self.ends_line = ends_line
         self.prompts = prompts or PROMPTS
         self.notify = notify or (lambda _m: None)
         system = self.prompts["translate_system"].format(target=options.target.name)
@@ -137,6 +142,16 @@ class Translator:
                 hint="raise --ctx",
             )
         return min(room, MAX_SEGMENT_TOKENS)
+
+    def settings(self) -> list[Any]:
+        """What, besides the model, decides a translation."""
+        return [asdict(self.options), repr(self.sampling), self.prompts]
+
+    def process(self, text: str) -> tuple[str, int]:
+        """The translation of text as a batch writes it, and the tokens it took."""
+        result = self.translate(text)
+        ending = "\n" if self.ends_line and not result.text.endswith("\n") else ""
+        return result.text + ending, result.prompt_tokens + result.generated_tokens
 
     def _request(self, text: str) -> tuple[str, int]:
         """The message that asks for text's translation, and the most tokens its answer may take."""

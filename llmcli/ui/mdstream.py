@@ -108,15 +108,15 @@ class _TailView:
         self.stream = stream
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
-        tail = self.stream._tail_text()
+        tail = self.stream.tail_text()
         if not tail.strip():
             return
-        separated = self.stream._gap_due
+        separated = self.stream.gap_due
         if separated:
             yield NewLine()
         # Rendering (and highlighting) a long code block in full on every refresh would be slow; only the end
         # of it is shown anyway. Other tails are rendered whole: cutting a table would lose its header.
-        block = _Block(_window(tail, options.size.height), self.stream._code_theme)
+        block = _Block(_window(tail, options.size.height), self.stream.code_theme)
         lines = console.render_lines(block, options.update(height=None), pad=False)
         # Live can erase only what is still on screen; anything taller would be left behind, duplicated,
         # in the scrollback. The full tail is printed once, permanently, when it is finished.
@@ -133,7 +133,7 @@ class MarkdownStream:
 
     def __init__(self, console: Console, *, code_theme: str = "monokai") -> None:
         self._console = console
-        self._code_theme = code_theme
+        self.code_theme = code_theme
         self._parts: list[str] = []
         # The unprinted text is _tail + "".join(_pending): joining only at line ends and refreshes keeps
         # feeding a long unfinished block linear.
@@ -156,7 +156,7 @@ class MarkdownStream:
         self._parts.append(piece)
         self._pending.append(piece)
         if "\n" in piece:
-            tail = self._tail_text()
+            tail = self.tail_text()
             ends, self._scanned, self._fence = _scan(tail, self._scanned, self._fence)
             if ends:
                 scanned, gap_due = self._scanned, self._gap_due
@@ -186,7 +186,7 @@ class MarkdownStream:
         """Render the remaining tail permanently, stop the live region, and return the full text."""
         if self._text is None:
             self._text = "".join(self._parts)
-            tail = self._tail_text()
+            tail = self.tail_text()
             # Live.stop() renders once more, overflow allowed: with no tail left that render is empty.
             self._tail, self._pending = "", []
             try:
@@ -213,7 +213,13 @@ class MarkdownStream:
         cost = time.perf_counter() - start
         self._next_refresh = start + max(_REFRESH_INTERVAL, cost / _RENDER_SHARE)
 
-    def _tail_text(self) -> str:
+    @property
+    def gap_due(self) -> bool:
+        """Whether the next block needs a blank line before it."""
+        return self._gap_due
+
+    def tail_text(self) -> str:
+        """The text fed but not yet printed for good."""
         if self._pending:
             self._tail += "".join(self._pending)
             self._pending.clear()
@@ -244,4 +250,4 @@ class MarkdownStream:
                     yield NewLine()
                 # rich ends a rule with its own blank line (as it does inside one Markdown document).
                 self._gap_due = not _RULE.fullmatch(block.strip())
-                yield _Block(block, self._code_theme)
+                yield _Block(block, self.code_theme)

@@ -1,17 +1,24 @@
-"""Presentation on stderr: errors, stats footers and notes. Pure text; styled only on a color terminal."""
+"""Presentation: errors, stats footers and notes on stderr, and the reports commands print (a table,
+or JSON with --json). Pure text; styled only on a color terminal."""
 
 from __future__ import annotations
 
+import json
 import time
 import unicodedata
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from llmcli.engine import Completion, Stats
 from llmcli.engine.hardware import CpuReport
 from llmcli.errors import LlmcliError
 from llmcli.reasoning import Thought
 from llmcli.ui.environment import Environment
+
+if TYPE_CHECKING:
+    from llmcli.models.listing import ModelRow
+    from llmcli.tasks.bench import BenchReport
+    from llmcli.tasks.evaluate import ModelScores, PerplexityReport, SummaryReport, TranslationReport
 
 DIM, RED, RESET = "\x1b[2m", "\x1b[31m", "\x1b[0m"
 
@@ -149,6 +156,17 @@ def finish_note(completion: Completion) -> str | None:
     return None
 
 
+def _progress_bar(env: Environment, *columns: Any) -> Any:
+    """A started rich progress bar on stderr: the task's description, a bar, then columns."""
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn
+
+    console = Console(file=env.stderr, no_color=not env.color)
+    bar = Progress(TextColumn("{task.description}"), BarColumn(), *columns, console=console, transient=True)
+    bar.start()
+    return bar
+
+
 class DownloadBar:
     """Download progress on stderr: a rich bar (size, speed, ETA) on a terminal, plain lines otherwise."""
 
@@ -169,27 +187,9 @@ class DownloadBar:
             resumed = f", resuming at {done / 1e6:.0f} MB" if done else ""
             note(self.env, f"downloading {name} ({total / 1e6:.0f} MB{resumed})")
             return
-        from rich.console import Console
-        from rich.progress import (
-            BarColumn,
-            DownloadColumn,
-            Progress,
-            TextColumn,
-            TimeRemainingColumn,
-            TransferSpeedColumn,
-        )
+        from rich.progress import DownloadColumn, TimeRemainingColumn, TransferSpeedColumn
 
-        console = Console(file=self.env.stderr, no_color=not self.env.color)
-        self._bar = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            DownloadColumn(),
-            TransferSpeedColumn(),
-            TimeRemainingColumn(),
-            console=console,
-            transient=True,
-        )
-        self._bar.start()
+        self._bar = _progress_bar(self.env, DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn())
         self._task = self._bar.add_task(name, total=total, completed=done)
 
     def advance(self, n: int) -> None:
@@ -281,19 +281,9 @@ class BatchProgress:
                 note(self.env, f"[{done + 1}/{total}] {current}")
             return
         if self._bar is None:
-            from rich.console import Console
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+            from rich.progress import MofNCompleteColumn, TimeRemainingColumn
 
-            console = Console(file=self.env.stderr, no_color=not self.env.color)
-            self._bar = Progress(
-                TextColumn("{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeRemainingColumn(),
-                console=console,
-                transient=True,
-            )
-            self._bar.start()
+            self._bar = _progress_bar(self.env, MofNCompleteColumn(), TimeRemainingColumn())
             self._task = self._bar.add_task("", total=total)
         self._bar.update(self._task, completed=done, description=current[-40:])
 
@@ -320,3 +310,114 @@ def markdown_table(rows: list[dict[str, str]], left: tuple[str, ...] = ("model",
 
     rule = {h: "-" * widths[h] if h in left else "-" * (widths[h] - 1) + ":" for h in heads}
     return "\n".join([line({h: h for h in heads}), line(rule), *map(line, rows)])
+
+
+# --- reports -------------------------------------------------------------------------------------
+
+
+def show_report(
+    env: Environment, data: Any, text: str, legend: str = "", *, json_out: bool, indent: int | None = None
+) -> None:
+    """data as one JSON document with --json; else text on stdout, and its legend on stderr."""
+    if json_out:
+        env.write(json.dumps(data, ensure_ascii=False, indent=indent) + "\n")
+        return
+    env.write(text + "\n")
+    if legend:
+        note(env, legend)
+
+
+GIB, MIB = 1024**3, 1024**2
+
+
+def _binary_size(n_bytes: int) -> str:
+    return f"{n_bytes / GIB:.2f} GiB" if n_bytes >= GIB else f"{n_bytes / MIB:.2f} MiB"
+
+
+def _params(n: int) -> str:
+    return f"{n / 1e9:.2f} B" if n >= 1e9 else f"{n / 1e6:.2f} M"
+
+
+def bench_text(report: BenchReport) -> str:
+    """llama-bench's table (a row per test), then time to first token and peak memory."""
+    common = {
+        "model": report.name,
+        "quant": report.quantization,
+        "size": _binary_size(report.size_bytes),
+        "params": _params(report.params),
+        "backend": report.backend,
+        "ngl": str(report.gpu_layers),
+        "threads": str(report.threads),
+        "fa": "on" if report.flash_attn else "off",
+    }
+    rows = [{**common, "test": t.name, "t/s": f"{t.avg_ts:.2f} ± {t.stddev_ts:.2f}"} for t in report.tests]
+    lines = [markdown_table(rows), ""]
+    lines += [
+        f"time to first token ({t.name}): {t.avg_ttft_ms:.1f} ± {t.stddev_ttft_ms:.1f} ms"
+        for t in report.tests
+        if t.samples_ttft_ms
+    ]
+    peak = report.peak_rss_bytes
+    memory = _binary_size(peak) if peak is not None else "unknown"
+    lines.append(f"peak memory: {memory} resident (model file {_binary_size(report.size_bytes)})")
+    return "\n".join(lines)
+
+
+def perplexity_table(report: PerplexityReport) -> str:
+    rows = [
+        {
+            "model": name,
+            "ctx": str(report.ctx),
+            "windows": str(result.windows),
+            "scored tokens": f"{result.scored:,}",
+            "PPL": f"{result.ppl:.4f}",
+            "±": f"{result.error:.4f}",
+            "t/s": f"{result.tokens_per_second:.1f}",
+        }
+        for name, result in report.models
+    ]
+    return markdown_table(rows)
+
+
+def _scores_table(models: list[ModelScores], count: str, columns: dict[str, str]) -> str:
+    """A row per model: the items scored (under count), each mean (column: its score's key), speed."""
+    rows = [
+        {
+            "model": m.run.model,
+            count: str(len(m.per_item)),
+            **{column: f"{m.means[key]:.2f}" for column, key in columns.items()},
+            "tok/s": f"{m.run.tokens_per_second:.1f}",
+        }
+        for m in models
+    ]
+    return markdown_table(rows)
+
+
+def summary_scores(report: SummaryReport) -> tuple[str, str]:
+    """The ROUGE table, and its legend."""
+    columns = {"ROUGE-1": "rouge1", "ROUGE-2": "rouge2", "ROUGE-L": "rougeL"}
+    legend = (
+        f"ROUGE F1 x 100 (rouge-score, {report.tokenizer}), best over each record's references; "
+        f"outputs kept in {report.out_dir}"
+    )
+    return _scores_table(report.models, "records", columns), legend
+
+
+def translation_scores(report: TranslationReport) -> tuple[str, str]:
+    """The BLEU and chrF table, and its legend: sacrebleu's signatures."""
+    signatures = report.signatures
+    legend = f"BLEU: {signatures['bleu']}\nchrF: {signatures['chrf']}\noutputs kept in {report.out_dir}"
+    return _scores_table(report.models, "lines", {"BLEU": "bleu", "chrF": "chrf"}), legend
+
+
+def models_table(rows: list[ModelRow]) -> str:
+    """The models, a line each, and how to use and download them."""
+    from llmcli.models.listing import human_size
+
+    lines = [f"{'NAME':<22} {'PARAMS':>6} {'QUANT':<7} {'SIZE':>8}  {'DOWNLOADED':<10} DESCRIPTION"]
+    for r in rows:
+        name = r.name + (" *" if r.default else "")
+        have = human_size(r.on_disk) if r.on_disk else ("yes" if r.downloaded else "-")
+        lines.append(f"{name:<22} {r.params:>6} {r.quant:<7} {r.size:>8}  {have:<10} {r.description}")
+    lines.append("* default model. Use NAME or NAME:QUANT with -m; `llmcli models pull NAME` downloads.")
+    return "\n".join(lines)

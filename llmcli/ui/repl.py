@@ -13,7 +13,6 @@ from typing import Any, Protocol
 from llmcli.chat.conversation import Chat, with_sampling
 from llmcli.chat.sessions import SessionRecord, SessionStore, to_markdown
 from llmcli.chat.templates import ChatTemplate
-from llmcli.engine import LocalEngine
 from llmcli.errors import ContextOverflowError, LlmcliError, UsageError
 from llmcli.fsutil import atomic_write_text
 from llmcli.reasoning import Thinking
@@ -279,7 +278,7 @@ class Repl:
         self.screen.dim(f"thinking: {self._thinking()}")
 
     def _thinking(self) -> str:
-        if self.chat.template.think_format is None and not self.chat.engine.takes_messages:
+        if self.chat.template.think_format is None and not self.chat.engine.capabilities.messages:
             return f"{self.chat.think} (this model's template shows no thinking)"
         budget = self.chat.reasoning_budget
         return self.chat.think + (f", at most {budget:,} tokens" if budget is not None else "")
@@ -311,8 +310,7 @@ class Repl:
         used, total = self.chat.used_tokens(), self.chat.engine.n_ctx
         dropped = self.chat.first_kept
         note = f" ({dropped} oldest messages no longer fit)" if dropped else ""
-        engine = self.chat.engine
-        per_1k = engine.kv_cache_bytes(1024) if isinstance(engine, LocalEngine) else None
+        per_1k = self.chat.engine.kv_cache_bytes(1024)
         kv = f"; KV cache {per_1k / 2**20:,.1f} MiB per 1,024 tokens" if per_1k else ""
         self.screen.info(f"{used:,} tokens used, {total - used:,} left of {total:,}{note}{kv}")
 

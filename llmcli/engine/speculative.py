@@ -1,13 +1,19 @@
-"""Prompt-lookup drafting: guess the next tokens by finding the context's last n-gram earlier in it.
+"""Speculative decoding's drafters and pacing: guesses of the next tokens that the model verifies in
+one batched decode, keeping only those it agrees with (so the output is what plain decoding gives).
 
-Summaries, translations of names and code, and chat answers quoting the prompt copy long runs of
-tokens from their context. When the last few tokens occurred before, the tokens that followed
-them then are a cheap draft, which the model verifies in one batched decode (`engine.py`).
+Prompt lookup (`NgramIndex`): summaries, translations of names and code, and chat answers quoting the
+prompt copy long runs of tokens from their context. When the last few tokens occurred before, the
+tokens that followed them then are a cheap draft. `ModelDrafter` drafts with a small model of the same
+vocabulary instead (`--draft-model`). `DraftBudget` sizes the drafts and pauses them where they fail.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from llmcli.engine.local import LocalEngine
 
 MAX_NGRAM = 3
 MIN_NGRAM = 2  # a single repeated token ("the", ",") predicts too little to be worth verifying
@@ -84,3 +90,29 @@ class DraftBudget:
     @property
     def acceptance(self) -> float:
         return self.accepted / self.drafted if self.drafted else 0.0
+
+
+class ModelDrafter:
+    """Drafts by greedy decoding on a small model of the same vocabulary (`--draft-model`).
+
+    The same interface as NgramIndex: the main loop appends every token it emits and asks for up
+    to `limit` drafts. The small model's KV cache follows the context: what it drafted and the
+    main model rejected is dropped by the prefix reuse of its next call.
+    """
+
+    def __init__(self, model: LocalEngine, tokens: Sequence[int]) -> None:
+        self.model, self.tokens = model, list(tokens)
+
+    def append(self, token: int) -> None:
+        self.tokens.append(token)
+
+    def draft(self, limit: int) -> list[int]:
+        context = list(self.tokens)
+        drafts: list[int] = []
+        for _ in range(min(limit, self.model.n_ctx - len(context) - 1)):
+            token = int(self.model.next_logits(context).argmax())
+            if self.model.is_eog(token):
+                break
+            drafts.append(token)
+            context.append(token)
+        return drafts

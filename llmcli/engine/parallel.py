@@ -1,0 +1,320 @@
+"""ParallelEngine: up to n_seq_max generations at once in one llama.cpp context (continuous batching).
+
+It drives a LocalEngine's `Context` through its public methods only: one thread owns the context and
+every step decodes one batch of several sequences; prompts reuse the cells any slot holds of them.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from llmcli.engine.context import Chooser
+from llmcli.engine.contract import Capabilities, Generation, Pieces, Unsupported, prompt_tokens
+from llmcli.engine.local import LocalEngine
+from llmcli.engine.output import TokenOutput
+from llmcli.errors import GenerationError
+from llmcli.sampling import SamplingConfig
+
+
+@dataclass
+class _Request:
+    """One generate() call waiting for, or holding, a sequence of the parallel engine."""
+
+    tokens: list[int]
+    pieces: queue.SimpleQueue[str | BaseException | None] = field(default_factory=queue.SimpleQueue)
+    cancelled: bool = False
+    gen: Generation = field(init=False)
+
+    def attach(self, gen: Generation) -> Pieces:
+        """The pieces of gen, the generation this request runs, as the decoding thread sends them."""
+        self.gen = gen
+        return self._stream()
+
+    def _stream(self) -> Pieces:
+        try:
+            while (piece := self.pieces.get()) is not None:
+                if isinstance(piece, BaseException):
+                    raise piece
+                yield piece
+        finally:
+            self.cancelled = True  # the decoding thread frees the sequence at its next step
+
+
+@dataclass
+class _Live:
+    """A request in a sequence slot: its prompt is evaluated chunk by chunk, then one token per step."""
+
+    request: _Request
+    seq: int
+    choose: Chooser
+    sampler: Any
+    out: TokenOutput
+    fed: int = 0  # tokens in the cache
+    token: int | None = None  # sampled, not yet in the cache
+    mark: float = 0.0  # the step clock when the slot was taken, then when the prompt was done
+    decoding: bool = False  # the prompt is done: tokens are sampled and decoded
+
+
+class ParallelEngine:
+    """Up to n_seq_max generations at once in one llama.cpp context: continuous batching.
+
+    Each generate() call becomes a sequence with its own sampler, stop strings and limits. One
+    thread owns the context: every step it decodes one batch holding the next token of every live
+    sequence, filled up with prompt chunks of new ones, so the weights read once per step serve
+    them all. A finished sequence's cells are freed and the slot takes the next waiting prompt.
+    Callers generate from their own threads; pieces stream back to each as they are sampled.
+
+    Stats: a sequence's prompt_ms is the decode time of the steps from taking its slot to finishing
+    its prompt, and decode_ms that of the steps after, each of which decoded one of its tokens (a step
+    serves every live sequence, so each is charged the whole step); ttft_ms and total_ms are wall clock
+    from taking the slot.
+    """
+
+    def __init__(self, engine: LocalEngine) -> None:
+        self.engine = engine
+        self.context = engine.context
+        self.name = engine.name
+        self.n_parallel = engine.n_seq_max
+        self.n_ctx = engine.n_ctx // engine.n_seq_max  # what each sequence can hold
+        # Drafts are not verified here: with several sequences a step's batch is already full, and
+        # drafts verified in it made summarize and translate slower (bench/README.md).
+        self.capabilities = Capabilities(parallel=self.n_parallel)
+        self._inbox: queue.SimpleQueue[_Request | None] = queue.SimpleQueue()
+        # Prompt tokens whose cells each slot holds: kept after a sequence ends, so a prompt that
+        # starts the same way (the instructions every chunk and file shares) is evaluated once.
+        self._held: list[list[int]] = [[] for _ in range(self.n_parallel)]
+        self._clock = 0.0  # seconds of decode steps so far (the decoding thread's)
+        self._failure: BaseException | None = None
+        self._lock = threading.Lock()
+        self._closed = False
+        self._thread = threading.Thread(target=self._serve, name="llmcli-decode", daemon=True)
+        self._thread.start()
+
+    @property
+    def takes_messages(self) -> bool:
+        return self.capabilities.messages
+
+    # The vocabulary is read from callers' threads: under the lock, so close() never frees it in use.
+
+    def tokenize(self, text: str, *, add_special: bool = True, parse_special: bool = False) -> list[int]:
+        with self._open():
+            return self.engine.tokenize(text, add_special=add_special, parse_special=parse_special)
+
+    def detokenize(self, tokens: Sequence[int]) -> str:
+        with self._open():
+            return self.engine.detokenize(tokens)
+
+    def token_bytes(self, token: int, special: bool = False) -> bytes:
+        with self._open():
+            return self.engine.token_bytes(token, special)
+
+    def special_text(self) -> tuple[str, str]:
+        with self._open():
+            return self.engine.special_text()
+
+    def kv_cache_bytes(self, n_ctx: int) -> int | None:
+        """Memory a KV cache of n_ctx tokens takes with the engine's cache types."""
+        return self.engine.kv_cache_bytes(n_ctx)
+
+    @contextmanager
+    def _open(self) -> Iterator[None]:
+        with self._lock:
+            if self._closed or self._failure is not None:
+                raise GenerationError(f"the engine is closed{f': {self._failure}' if self._failure else ''}")
+            yield
+
+    def generate(
+        self, prompt: str | Sequence[int], sampling: SamplingConfig, *, lookup: int = 0
+    ) -> Generation:
+        """Queue a generation. Decodes plainly whatever lookup asks (capabilities.speculation is False;
+        the output is the same)."""
+        tokens = prompt_tokens(
+            self,
+            prompt,
+            f"each of the {self.n_parallel} parallel sequences holds",
+            "raise --ctx or lower --parallel",
+        )
+        request = _Request(tokens)
+        gen = Generation(sampling.resolved(), request.attach)
+        with self._open():  # after close() nothing would ever answer the request
+            self._inbox.put(request)
+        return gen
+
+    def chat(self, messages: list[dict[str, str]], sampling: SamplingConfig) -> Generation:
+        """Unsupported: conversations are rendered by the caller and sent to generate."""
+        raise Unsupported("a local model takes rendered prompts, not messages: render them and generate")
+
+    def window_logits(self, tokens: Sequence[int], first: int) -> Iterator[tuple[int, Any]]:
+        """Unsupported: the decoding thread owns the context (score on a LocalEngine)."""
+        raise Unsupported("a parallel engine does not score windows: use a single-sequence engine")
+
+    def close(self) -> None:
+        """Stop the decoding thread (waiting generations fail) and close the engine."""
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                self._inbox.put(None)
+        if threading.current_thread() is not self._thread:
+            self._thread.join()
+        self.engine.close()
+
+    def __enter__(self) -> ParallelEngine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- the decoding thread
+
+    def _serve(self) -> None:
+        context = self.context
+        free = list(range(self.n_parallel))
+        live: dict[int, _Live] = {}
+        waiting: deque[_Request] = deque()
+        try:
+            context.warm_up()
+            while True:
+                try:
+                    item = self._inbox.get(block=not live and not waiting)
+                    while item is not None:
+                        waiting.append(item)
+                        item = self._inbox.get_nowait()
+                    return  # None: closing
+                except queue.Empty:
+                    pass
+                while waiting and free:
+                    request = waiting.popleft()
+                    if request.cancelled:
+                        continue
+                    seq, reused = self._place(request.tokens, free, live)
+                    choose, sampler = context.chooser(request.gen.sampling, request.tokens)
+                    out = TokenOutput(context, request.gen, time.perf_counter())
+                    choose = out.steer(choose, sampler)
+                    request.gen.stats.prompt_tokens = len(request.tokens)
+                    request.gen.stats.cached_tokens = reused
+                    live[seq] = _Live(request, seq, choose, sampler, out, fed=reused, mark=self._clock)
+                for seq in [s for s, one in live.items() if one.request.cancelled]:
+                    self._release(live.pop(seq), free, None)
+                if live:
+                    self._step(live, free)
+        except Exception as exc:  # every caller must hear of it, not hang on its queue
+            self._failure = exc
+            for one in live.values():
+                self._release(one, free, exc)
+            live.clear()
+            for request in waiting:
+                request.pieces.put(exc)
+            waiting.clear()
+        finally:
+            stopped = GenerationError("the engine was closed")
+            for one in list(live.values()):
+                self._release(one, free, stopped)
+            while True:
+                try:
+                    item = self._inbox.get_nowait()
+                except queue.Empty:
+                    break
+                if item is not None:
+                    item.pieces.put(stopped)
+            for request in waiting:
+                request.pieces.put(stopped)
+
+    def _place(self, tokens: list[int], free: list[int], live: dict[int, _Live]) -> tuple[int, int]:
+        """A free slot for a prompt, holding the longest prefix of it any slot has: (slot, tokens reused)."""
+
+        def shared(seq: int) -> int:
+            held = live[seq].request.tokens[: live[seq].fed] if seq in live else self._held[seq]
+            n = 0
+            for a, b in zip(held, tokens[:-1], strict=False):  # the last token is evaluated, for logits
+                if a != b:
+                    break
+                n += 1
+            return n
+
+        common = [shared(slot) for slot in range(self.n_parallel)]
+        seq = max(sorted(free), key=common.__getitem__)  # ties: the lowest id (see _step)
+        source = max(range(self.n_parallel), key=common.__getitem__)
+        reused = common[seq]
+        if reused < common[source]:
+            # Another slot holds more of it. Each sequence has its own KV buffer, which llama.cpp
+            # copies whole (milliseconds, where evaluating the tokens again takes a second).
+            self.context.copy_sequence(source, seq)
+            reused = common[source]
+        self.context.drop(seq, reused)
+        free.remove(seq)
+        self._held[seq] = []
+        return seq, reused
+
+    def _step(self, live: dict[int, _Live], free: list[int]) -> None:
+        """One decode: every decoding sequence's next token, then prompt chunks; then sample."""
+        capacity = self.context.n_batch
+        rows: list[tuple[_Live, int]] = []
+        tokens: list[int] = []
+        positions: list[int] = []
+        seqs: list[int] = []
+        logits: list[int] = []
+        # By sequence id: llama.cpp splits a batch over per-sequence KV buffers into ubatches of
+        # consecutive ids with equal token counts, so any other order costs a graph run per gap.
+        ordered = sorted(live.values(), key=lambda one: one.seq)
+        for one in ordered:
+            if one.token is not None:
+                rows.append((one, len(tokens)))
+                tokens.append(one.token)
+                positions.append(one.fed)
+                seqs.append(one.seq)
+                logits.append(1)
+        for one in ordered:
+            prompt = one.request.tokens
+            if one.token is None and one.fed < len(prompt) and len(tokens) < capacity:
+                take = min(capacity - len(tokens), len(prompt) - one.fed)
+                tokens.extend(prompt[one.fed : one.fed + take])
+                positions.extend(range(one.fed, one.fed + take))
+                seqs.extend([one.seq] * take)
+                one.fed += take
+                done = one.fed == len(prompt)
+                logits.extend([0] * (take - done) + [1] * done)
+                if done:
+                    rows.append((one, len(tokens) - 1))
+        clock = self._clock = self._clock + self.context.decode_sequences(tokens, positions, seqs, logits)
+        for one, row in rows:
+            if one.token is not None:
+                one.fed += 1  # the token decoded this step is in the cache now
+            else:
+                one.out.gen.stats.prompt_ms = (clock - one.mark) * 1000
+                one.mark, one.decoding = clock, True
+            token = one.choose(row)
+            for piece in one.out.take(token):
+                one.request.pieces.put(piece)
+            if not one.out.finished(one.fed, self.n_ctx):
+                one.token = token
+                continue
+            for piece in one.out.finish():
+                one.request.pieces.put(piece)
+            del live[one.seq]
+            self._release(one, free, None)
+
+    def _release(self, one: _Live, free: list[int], error: BaseException | None) -> None:
+        """Free a sequence's sampler and slot (its prompt's cells stay for reuse) and end its stream."""
+        prompt = one.request.tokens
+        kept = len(prompt) if error is None and one.fed >= len(prompt) else 0
+        self.context.drop(one.seq, kept)
+        self._held[one.seq] = prompt[:kept]
+        if one.sampler is not None:
+            self.context.free_sampler(one.sampler)
+            one.sampler = None
+        stats = one.request.gen.stats
+        if one.decoding:
+            stats.decode_ms = (self._clock - one.mark) * 1000
+        else:
+            stats.prompt_ms = (self._clock - one.mark) * 1000
+        stats.total_ms = (time.perf_counter() - one.out.start) * 1000
+        if one.seq not in free:
+            free.append(one.seq)
+        one.request.pieces.put(error)
