@@ -10,14 +10,13 @@ documents/minute, the speedup over one request at a time, and whether the output
 
 from __future__ import annotations
 
-import argparse
 import subprocess
 import tempfile
 import time
 import urllib.request
 from pathlib import Path
 
-from common import bench_model, native_tool
+from common import arguments, bench_model, native_tool
 from parallel import PER_SEQUENCE_CTX, compare, write_docs
 
 
@@ -38,14 +37,7 @@ def start_server(model: Path, port: int, slots: int, threads: int) -> subprocess
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--docs", type=int, default=8)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--slots", type=int, default=4)
-    parser.add_argument("--port", type=int, default=8181)
-    args = parser.parse_args()
+    args = arguments(__doc__, docs=8, threads=2, slots=4, port=8181)
     model = bench_model()
     server = start_server(model, args.port, args.slots, args.threads)
     url = f"http://127.0.0.1:{args.port}"

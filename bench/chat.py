@@ -10,11 +10,10 @@ every turn, i.e. the whole conversation re-evaluated), and the turn-10 / turn-1 
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 
-from common import SHARED, bench_model
+from common import SHARED, arguments, bench_model
 
 from llmcli.chat.conversation import Chat
 from llmcli.chat.templates import pick_template
@@ -61,12 +60,7 @@ def run(engine: LocalEngine, answer: int, reuse: bool, texts: list[str]) -> list
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--answer", type=int, default=64)
-    ap.add_argument("--turns", type=int, default=10)
-    ap.add_argument("--repeats", type=int, default=3)
-    args = ap.parse_args()
+    args = arguments(__doc__, threads=2, answer=64, turns=10, repeats=3)
     with LocalEngine(bench_model(), EngineOptions(n_ctx=4096, n_threads=args.threads)) as engine:
         texts = messages(engine, args.turns)
         runs = [

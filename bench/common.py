@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import shutil
@@ -96,3 +97,22 @@ def llmcli_json(*args: str, stdin: str = "") -> dict:
 
 def median(values: list[float]) -> float:
     return statistics.median(values) if values else float("nan")
+
+
+def arguments(doc: str | None, **defaults: object) -> argparse.Namespace:
+    """The script's command line: `--name-with-dashes` for each default, typed by it (a list takes
+    several values; False is a flag; None is a text, `model` a GGUF path), --help from doc."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    for name, default in defaults.items():
+        flag = "--" + name.replace("_", "-")
+        if isinstance(default, bool):
+            parser.add_argument(flag, action="store_true")
+        elif isinstance(default, list):
+            parser.add_argument(flag, type=type(default[0]), nargs="+", default=default)
+        elif default is None:
+            parser.add_argument(
+                flag, help="a GGUF to measure instead of the bench model" if name == "model" else None
+            )
+        else:
+            parser.add_argument(flag, type=type(default), default=default)
+    return parser.parse_args()

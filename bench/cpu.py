@@ -12,13 +12,12 @@ off (llmcli's CPU default). Goals: decode >= 0.98x and prompt >= 0.95x of native
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
 from pathlib import Path
 
-from common import LLMCLI, OUT, bench_model, median
+from common import LLMCLI, OUT, arguments, bench_model, median
 
 
 def native(model: Path, threads: int) -> dict[str, float]:
@@ -54,11 +53,7 @@ def llmcli(model: Path, threads: int, guard: bool) -> dict[str, float]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--quant", nargs="+", default=["q4_0", "q8_0"])
-    args = ap.parse_args()
+    args = arguments(__doc__, threads=2, rounds=3, quant=["q4_0", "q8_0"])
     info = json.loads(subprocess.run([str(LLMCLI), "info", "--json"], check=True, capture_output=True).stdout)
     print(f"CPU: {info['cpu']['model']}, AMX {info['cpu']['amx']}; kernels {', '.join(info['kernels'])}")
     print("| model | test | native no-AMX t/s | llmcli guarded t/s | ratio | llmcli default t/s | ratio |")

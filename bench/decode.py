@@ -11,10 +11,9 @@ of llmcli's per-token work). Rounds interleave the three so machine noise hits t
 
 from __future__ import annotations
 
-import argparse
 import time
 
-from common import chosen_model, llama_bench, llmcli_json, median, prompt_text
+from common import arguments, chosen_model, llama_bench, llmcli_json, median, prompt_text
 
 
 def create_completion_run(model: str, prompt: str, n: int, threads: int) -> tuple[float, float]:
@@ -41,14 +40,15 @@ def create_completion_run(model: str, prompt: str, n: int, threads: int) -> tupl
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--model", help="a GGUF to measure instead of the bench model")
-    ap.add_argument("--gen", type=int, nargs="+", default=[256, 1024])
-    ap.add_argument("--prompt-tokens", type=int, default=400)
-    ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--no-create-completion", action="store_true")
-    args = ap.parse_args()
+    args = arguments(
+        __doc__,
+        threads=2,
+        model=None,
+        gen=[256, 1024],
+        prompt_tokens=400,
+        rounds=3,
+        no_create_completion=False,
+    )
 
     model = chosen_model(args.model)
     prompt = prompt_text(args.prompt_tokens)

@@ -13,11 +13,10 @@ the bench model, whose random weights put near-ties everywhere.
 
 from __future__ import annotations
 
-import argparse
 import threading
 from pathlib import Path
 
-from common import bench_model, stories_model
+from common import arguments, bench_model, stories_model
 
 from llmcli.engine import EngineOptions, LocalEngine, ParallelEngine
 from llmcli.sampling import SamplingConfig
@@ -93,14 +92,7 @@ def compare(name: str, model: Path, prompts: list[str], sampling: SamplingConfig
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--prompts", type=int, default=20)
-    parser.add_argument("--tokens", type=int, default=200)
-    parser.add_argument("--bench-prompts", type=int, default=4)
-    parser.add_argument("--threads", type=int, default=2)
-    args = parser.parse_args()
+    args = arguments(__doc__, prompts=20, tokens=200, bench_prompts=4, threads=2)
     sampling = SamplingConfig(temperature=0.0, max_tokens=args.tokens, ignore_eos=True)
     print(f"greedy, {args.tokens} tokens per prompt; identical/total, then @first difference (top-2 margin)")
     for quant in ("f32", "q8_0", "q4_0"):

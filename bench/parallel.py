@@ -10,7 +10,6 @@ Then llama-batched-bench's figures for the same model and the same parallel leve
 
 from __future__ import annotations
 
-import argparse
 import json
 import subprocess
 import tempfile
@@ -18,7 +17,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from common import LLMCLI, SHARED, chosen_model, native_tool
+from common import LLMCLI, SHARED, arguments, chosen_model, native_tool
 
 PER_SEQUENCE_CTX = 2048
 TASKS = {
@@ -68,14 +67,7 @@ def batched_bench(model: Path, threads: int, levels: list[int]) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--docs", type=int, default=8)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--model", help="a GGUF to measure instead of the bench model")
-    parser.add_argument("--levels", default="1,2,4,8")
-    args = parser.parse_args()
+    args = arguments(__doc__, docs=8, threads=2, model=None, levels="1,2,4,8")
     levels = [int(n) for n in args.levels.split(",")]
     model = chosen_model(args.model)
 

@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import chosen_model, prompt_text
+from common import arguments, chosen_model, prompt_text
 
 from llmcli.engine import EngineOptions, LocalEngine
 from llmcli.engine.promptcache import PromptCache
@@ -88,13 +88,7 @@ def prompt_cache(args: argparse.Namespace) -> None:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--model", help="a GGUF to measure instead of the bench model")
-    ap.add_argument("--tokens", type=int, default=128)
-    ap.add_argument("--rounds", type=int, default=2)
-    ap.add_argument("--draft", type=int, default=8)
-    args = ap.parse_args()
+    args = arguments(__doc__, threads=2, model=None, tokens=128, rounds=2, draft=8)
     speculation(args)
     prompt_cache(args)
 

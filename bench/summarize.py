@@ -11,12 +11,11 @@ every request, and prints prompt tokens evaluated and wall time for both.
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from typing import Any
 
-from common import SHARED, bench_model
+from common import SHARED, arguments, bench_model
 
 from llmcli.chat.templates import pick_template
 from llmcli.engine import EngineOptions, Generation, LocalEngine
@@ -75,11 +74,7 @@ def run(engine: LocalEngine, task: str, reuse: bool, docs: list[str]) -> tuple[i
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--articles", type=int, default=3)
-    ap.add_argument("--ctx", type=int, default=2048)
-    args = ap.parse_args()
+    args = arguments(__doc__, threads=2, articles=3, ctx=2048)
     docs = articles(args.articles)
     # Translate paragraphs of a few sentences, the way articles are laid out.
     paragraphs = ["\n\n".join(" . ".join(d.split(" . ")[i : i + 3]) for i in range(0, 12, 3)) for d in docs]
