@@ -84,3 +84,30 @@ def test_complete_drafts_from_the_prompt_by_default_and_the_output_is_the_same(
     on, off = runs[()], runs[("--no-speculative",)]
     assert on["text"] == off["text"]
     assert on["drafted_tokens"] > 0 and off["drafted_tokens"] == 0
+
+
+def test_summarize_shows_a_long_prompt_going_one_document_or_many(
+    run_cli: Run, stories: Path, tmp_path: Path
+) -> None:
+    from typer.testing import CliRunner
+
+    import llmcli.ui.render as render
+    from llmcli.cli.app import app
+
+    # A line at every batch instead of every ten seconds, for the test.
+    render.PromptMeter.__init__.__kwdefaults__ = {"after": 0.0, "every": 0.0}
+    try:
+        doc = tmp_path / "long.txt"
+        doc.write_text(" ".join(["Lily and Tom went to the park to play with a red ball."] * 400))
+        (tmp_path / "short.txt").write_text("Tom saw a dog.")
+        base = ["summarize", "-m", str(stories), "--ctx", "8192", "--greedy", "-n", "8", "--parallel", "1"]
+        for paths in ([doc], [doc, tmp_path / "short.txt"]):
+            e, err = env(tty=False)
+            result = CliRunner().invoke(app, [*base, *map(str, paths)], obj=e)
+            assert result.exit_code == 0, err.getvalue()
+            lines = [line for line in err.getvalue().splitlines() if line.startswith("prompt ")]
+            assert lines and all(" t/s · " in line and line.endswith(" left") for line in lines), (
+                err.getvalue()
+            )
+    finally:
+        render.PromptMeter.__init__.__kwdefaults__ = {"after": 1.0, "every": 10.0}

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from llmcli.config import Settings
     from llmcli.engine import Engine
     from llmcli.tasks.runtime import LoadedModel
+    from llmcli.ui.render import BatchProgress
 
 # A batch command's task for one document, on the engine (parallel when several) and chat template.
 Worker = Callable[["Engine", "ChatTemplate"], DocumentWorker]
@@ -72,30 +73,48 @@ class BatchJob:
 
 
 def run_job(env: Environment, job: BatchJob, settings: Settings, load: LoadOptions, worker: Worker) -> None:
-    """Load the settings' model for the job, check its split, run every document and report the batch."""
-    with load.load(env, settings, inputs=len(job.sources)) as loaded:
+    """Load the settings' model for the job, check its split, run every document and report the batch.
+
+    A long prompt's evaluation shows on stderr too, one document at a time (--parallel above 1 decodes
+    several prompts in one batch: the documents' own progress shows there).
+    """
+    from llmcli.ui.render import BatchProgress, PromptMeter
+
+    output = job.output
+    progress = BatchProgress(env) if len(job.sources) > 1 or output.to_files else None
+    meter = progress.prompt if progress else PromptMeter(env)
+    with load.load(env, settings, inputs=len(job.sources), meter=meter) as loaded:
         template = loaded.chat_template()
         first = worker(loaded.runner, template)
         check_split(first.budget, loaded)
         key = json.dumps([loaded.name, *first.settings()], sort_keys=True)
         run_documents(
-            env, job, lambda text: worker(loaded.runner, template).process(text), key, loaded.n_parallel
+            env,
+            job,
+            lambda text: worker(loaded.runner, template).process(text),
+            key,
+            progress,
+            loaded.n_parallel,
         )
 
 
 def run_documents(
-    env: Environment, job: BatchJob, process: Callable[[str], tuple[str, int]], key: str, workers: int = 1
+    env: Environment,
+    job: BatchJob,
+    process: Callable[[str], tuple[str, int]],
+    key: str,
+    progress: BatchProgress | None,
+    workers: int = 1,
 ) -> None:
     """Run a batch with progress on stderr; report it; exit 1 if a file failed, 130 on Ctrl-C.
 
     key: the settings part of each input's key (a rerun skips inputs done with the same).
     """
     from llmcli.tasks.batch import run_batch
-    from llmcli.ui.render import BatchProgress, note
+    from llmcli.ui.render import note
 
     output = job.output
-    to_files = output.out_dir is not None or output.jsonl is not None
-    progress = BatchProgress(env) if len(job.sources) > 1 or to_files else None
+    to_files = output.to_files
     try:
         results = run_batch(
             job.sources,

@@ -84,7 +84,7 @@ def chat(
     from llmcli.config import Paths
     from llmcli.errors import ContextOverflowError, UsageError
     from llmcli.tasks.complete import count_tokens, files_overflow, read_files, read_note, with_files
-    from llmcli.ui.render import PlainScreen, chat_screen, note, thinking_note
+    from llmcli.ui.render import PlainScreen, PromptMeter, chat_screen, note, thinking_note
     from llmcli.ui.repl import Repl
 
     config = sampling.config()
@@ -118,7 +118,7 @@ def chat(
     if system is not None:
         record.system = system or None
 
-    loaded = load.load(env, settings, verbose=verbose, meter=True)
+    loaded = load.load(env, settings, verbose=verbose, meter=PromptMeter(env))
     record.model = loaded.name
     config = replace(config, stop=config.stop + loaded.stop_strings(), constraint=constraint)
     conversation = Chat(

@@ -61,7 +61,7 @@ def complete(
     from llmcli.reasoning import THINK
     from llmcli.tasks.complete import build_prompt, count_tokens, files_overflow, read_files, read_note
     from llmcli.tasks.complete import complete as run_complete
-    from llmcli.ui.render import ThoughtPrinter, finish_note, note, stats_line, thinking_note
+    from llmcli.ui.render import PromptMeter, ThoughtPrinter, finish_note, note, stats_line, thinking_note
 
     config = replace(sampling.config(), constraint=structured.constraint())
     settings = model.settings(runtime)
@@ -70,7 +70,7 @@ def complete(
     stdin_text = None if "-" in names else env.read_stdin()
     files = read_files(names, stdin=env.stdin.read)
     text = build_prompt(stdin_text, prompt, files)
-    with load.load(env, settings, verbose=verbose, meter=True) as loaded:
+    with load.load(env, settings, verbose=verbose, meter=PromptMeter(env)) as loaded:
         engine = loaded.engine
         # A server's template is not known here: its models' thinking is taken to be <think>-marked.
         fmt = loaded.chat_template().think_format if loaded.ref else THINK

@@ -531,15 +531,15 @@ class LoadOptions(OptionGroup):
         *,
         inputs: int = 1,
         verbose: bool = False,
-        meter: bool = False,
+        meter: Callable[[int, int], None] | None = None,
     ) -> LoadedModel:
         """The settings' model, downloading it with a progress bar first if need be.
 
         inputs: documents to run, for the sequences decoded together; verbose: llama.cpp's own log;
-        meter: show how the evaluation of a long prompt goes.
+        meter: told (evaluated, total) while a long prompt is evaluated (render.PromptMeter shows it).
         """
         from llmcli.tasks.runtime import load_model
-        from llmcli.ui.render import DownloadBar, PromptMeter
+        from llmcli.ui.render import DownloadBar
 
         workers, auto = self.workers(inputs)
         return load_model(
@@ -551,7 +551,7 @@ class LoadOptions(OptionGroup):
             parallel=workers,
             auto_parallel=auto,
             draft_model=self.draft_model,
-            prompt_meter=PromptMeter(env) if meter else None,
+            prompt_meter=meter,
         )
 
 

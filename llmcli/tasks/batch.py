@@ -55,9 +55,13 @@ class Output:
     out_file: Path | None = None
     suffix: str = ".summary.md"
     text_suffix: bool = False
-    records: bool = (
-        False  # outputs are JSON values: a JSONL line holds it as "record", stdout a line per input
-    )
+    # Outputs are JSON values: a JSONL line holds one as "record", stdout a line per input.
+    records: bool = False
+
+    @property
+    def to_files(self) -> bool:
+        """Whether outputs go to a folder or a JSONL file (kept and resumable), not to stdout."""
+        return self.out_dir is not None or self.jsonl is not None
 
     def target(self, relative: Path) -> Path | None:
         """The output file for an input that mirrors to `relative`; None when output is not to files."""

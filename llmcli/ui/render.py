@@ -274,8 +274,11 @@ class BatchProgress:
         self.lines = lines  # off the terminal: a line per item, or nothing (items too many to list)
         self._bar: Any = None
         self._task: Any = None
+        self._current = ""
+        self._meter = PromptMeter(env)  # a long prompt's progress off the terminal, or before the bar
 
     def __call__(self, done: int, total: int, current: str) -> None:
+        self._current = current[-40:]
         if not self.env.stderr_isatty:
             if current and self.lines:
                 note(self.env, f"[{done + 1}/{total}] {current}")
@@ -285,7 +288,16 @@ class BatchProgress:
 
             self._bar = _progress_bar(self.env, MofNCompleteColumn(), TimeRemainingColumn())
             self._task = self._bar.add_task("", total=total)
-        self._bar.update(self._task, completed=done, description=current[-40:])
+        self._bar.update(self._task, completed=done, description=self._current)
+
+    def prompt(self, done: int, total: int) -> None:
+        """How the current item's long prompt goes: beside its name in the bar on a terminal, else as
+        PromptMeter's lines."""
+        if self._bar is None:
+            self._meter(done, total)
+            return
+        what = f"{self._current} · prompt {done:,}/{total:,}" if done < total else self._current
+        self._bar.update(self._task, description=what)
 
     def close(self) -> None:
         if self._bar is not None:
