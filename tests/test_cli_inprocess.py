@@ -18,7 +18,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from llmcli.cli.app import _run, app
+from llmcli.cli.app import run, app
 from llmcli.cli.options import (
     ModelOptions,
     Omit,
@@ -117,19 +117,19 @@ def test_models_list_reads_the_injected_variables(tmp_path: Path) -> None:
 
 def test_the_entry_point_reports_errors_on_the_injected_stderr(clean: Path, tmp_path: Path) -> None:
     io_ = Streams()
-    code = _run(["complete", "-m", str(tmp_path / "missing.gguf"), "hi"], io_.env)
+    code = run(["complete", "-m", str(tmp_path / "missing.gguf"), "hi"], io_.env)
     assert code == 3
     assert io_.stdout == ""
     err = io_.err.getvalue()
     assert err.startswith("error: ") and "not found" in err and len(err.splitlines()) == 1
     usage = Streams()
-    assert _run(["complete", "--top-k", "many"], usage.env) == 2
+    assert run(["complete", "--top-k", "many"], usage.env) == 2
     assert "(see `llmcli complete --help`)" in usage.err.getvalue()
 
 
 def test_sessions_live_where_the_injected_environment_says(tmp_path: Path) -> None:
     io_ = Streams(environ={"LLMCLI_HOME": str(tmp_path)})
-    assert _run(["sessions", "list", "--json"], io_.env) == 0
+    assert run(["sessions", "list", "--json"], io_.env) == 0
     assert io_.stdout == "[]\n"
 
 

@@ -23,9 +23,9 @@ def imported_by(args: list[str], env: dict[str, str]) -> set[str]:
     """The llmcli modules a fresh interpreter has imported once the CLI has run with args."""
     code = (
         "import sys\n"
-        "from llmcli.cli.app import _run\n"
+        "from llmcli.cli.app import run\n"
         "try:\n"
-        "    _run(sys.argv[1:])\n"
+        "    run(sys.argv[1:])\n"
         "except SystemExit:\n"
         "    pass\n"
         "print('MODULES', *sorted(m for m in sys.modules if m.startswith('llmcli')), file=sys.stderr)\n"

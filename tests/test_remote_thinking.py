@@ -18,7 +18,7 @@ from thinkers import QUESTION, Thinker, write_thinker
 from tinymodel import VOCABS
 
 from llmcli.engine import Vocabulary
-from llmcli.engine.remote import _Thinking
+from llmcli.engine.remote import ServerThinking
 from llmcli.reasoning import THINK, ThinkPlan, Thought
 
 Run = Callable[..., subprocess.CompletedProcess[str]]
@@ -173,18 +173,18 @@ def test_complete_budget_ends_the_thinking_and_continues(
 
 def test_thinking_split_here() -> None:
     pieces = []
-    split = _Thinking(ThinkPlan(THINK, budget=2, mode="on"))
+    split = ServerThinking(ThinkPlan(THINK, budget=2, mode="on"))
     for text in ["<think>", "Hmm", " let", " me", "</think>", "\n\n", " Paris", "."]:
         pieces += split.content(text)
     pieces += split.finish()
     assert pieces == [Thought("Hmm"), Thought(" let"), "Paris", "."]
     assert [type(p) for p in pieces[:2]] == [Thought, Thought] and split.tokens == 3
 
-    off = _Thinking(ThinkPlan(THINK, mode="off"))
+    off = ServerThinking(ThinkPlan(THINK, mode="off"))
     assert off.reasoning("Hmm") == [] and off.content("Paris") == ["Paris"]
 
     # A completion that does not think comes out exactly, leading blank and all.
-    exact = _Thinking(ThinkPlan(THINK), exact=True)
+    exact = ServerThinking(ThinkPlan(THINK), exact=True)
     assert exact.content(" ") + exact.content(" time") + exact.finish() == ["  time"]
-    blank = _Thinking(ThinkPlan(THINK), exact=True)
+    blank = ServerThinking(ThinkPlan(THINK), exact=True)
     assert blank.content("\n") + blank.finish() == ["\n"]

@@ -147,7 +147,7 @@ def _root(
 ) -> None:
     if debug:
         os.environ["LLMCLI_DEBUG"] = "1"
-    if ctx.obj is None:  # given by _run, or by a test's CliRunner().invoke(app, ..., obj=env)
+    if ctx.obj is None:  # given by run, or by a test's CliRunner().invoke(app, ..., obj=env)
         from llmcli.ui.environment import Environment
 
         ctx.obj = Environment.from_system()
@@ -181,10 +181,10 @@ def main(argv: list[str] | None = None) -> None:
         from llmcli.engine.crash import supervise
 
         supervise()
-    sys.exit(_run(argv))
+    sys.exit(run(argv))
 
 
-def _run(argv: list[str] | None, env: Environment | None = None) -> int:
+def run(argv: list[str] | None, env: Environment | None = None) -> int:
     """The app's exit code; every failure becomes one line on stderr.
 
     env: the streams and variables every command uses (the process's own when None).
