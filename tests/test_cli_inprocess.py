@@ -18,7 +18,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from llmcli.cli.app import run, app
+from llmcli.cli.app import app, run
 from llmcli.cli.options import (
     ModelOptions,
     Omit,
