@@ -27,55 +27,47 @@ class LlmcliError(Exception):
     exit_code: ExitCode = ExitCode.ERROR
     stops_batch = False  # True: every later input would fail the same way, so a batch stops here
 
+    def __init_subclass__(cls, exit_code: ExitCode | None = None, **kwargs: object) -> None:
+        """`class E(LlmcliError, exit_code=ExitCode.X)` gives E (and its subclasses) that exit status."""
+        super().__init_subclass__(**kwargs)
+        if exit_code is not None:
+            cls.exit_code = exit_code
+
     def __init__(self, message: str, hint: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.hint = hint
 
 
-class UsageError(LlmcliError):
+class UsageError(LlmcliError, exit_code=ExitCode.USAGE):
     """Invalid option values or missing input."""
 
-    exit_code = ExitCode.USAGE
 
-
-class ModelNotFoundError(LlmcliError):
+class ModelNotFoundError(LlmcliError, exit_code=ExitCode.MODEL_NOT_FOUND):
     """The model reference points at nothing."""
 
-    exit_code = ExitCode.MODEL_NOT_FOUND
 
-
-class ModelFormatError(LlmcliError):
+class ModelFormatError(LlmcliError, exit_code=ExitCode.MODEL_INVALID):
     """The file is not a GGUF, or a truncated/corrupt one."""
 
-    exit_code = ExitCode.MODEL_INVALID
 
-
-class ModelLoadError(LlmcliError):
+class ModelLoadError(LlmcliError, exit_code=ExitCode.MODEL_INVALID):
     """llama.cpp refused the model or could not create a context."""
 
-    exit_code = ExitCode.MODEL_INVALID
 
-
-class ContextOverflowError(LlmcliError):
+class ContextOverflowError(LlmcliError, exit_code=ExitCode.CONTEXT_OVERFLOW):
     """The input does not fit the context window."""
 
-    exit_code = ExitCode.CONTEXT_OVERFLOW
 
-
-class OutputClosed(LlmcliError):
+class OutputClosed(LlmcliError, exit_code=ExitCode.BROKEN_PIPE):
     """The reader of stdout went away (`| head`): stop quietly."""
-
-    exit_code = ExitCode.BROKEN_PIPE
 
     def __init__(self) -> None:
         super().__init__("standard output was closed")
 
 
-class NetworkError(LlmcliError):
+class NetworkError(LlmcliError, exit_code=ExitCode.NETWORK):
     """The hub (or a server) cannot be reached, or a download failed or arrived corrupt."""
-
-    exit_code = ExitCode.NETWORK
 
 
 class BackendError(NetworkError):
@@ -84,10 +76,8 @@ class BackendError(NetworkError):
     stops_batch = True
 
 
-class StorageError(LlmcliError):
+class StorageError(LlmcliError, exit_code=ExitCode.STORAGE):
     """Disk full, or a folder we must write is not writable."""
-
-    exit_code = ExitCode.STORAGE
 
 
 class GenerationError(LlmcliError):

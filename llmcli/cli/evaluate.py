@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -17,6 +18,8 @@ from llmcli.cli.options import (
     ModelsOptions,
     Offline,
     Omit,
+    OptionGroup,
+    Override,
     RuntimeOptions,
     SamplingOptions,
     TaskThinkingOptions,
@@ -44,6 +47,22 @@ OutDir = Annotated[
         "--out-dir", help="Where the outputs are kept (one JSONL per data set and model), resumable."
     ),
 ]
+
+
+@dataclass(frozen=True)
+class EvalRunOptions(OptionGroup):
+    """Which records an evaluation uses, where its outputs are kept, and how it reports."""
+
+    limit: Limit = None
+    out_dir: OutDir = Path("llmcli-eval")
+    force: Force = False
+    json_out: Annotated[bool, typer.Option("--json", help="Print JSON with per-record scores instead.")] = (
+        False
+    )
+
+
+PerLineJson = Annotated[bool, typer.Option("--json", help="Print JSON with per-line scores instead.")]
+EvalRun = Annotated[EvalRunOptions, Override(json_out=PerLineJson)]
 EvalSampling = Annotated[SamplingOptions, Omit("greedy", "stop", "ignore_eos")]
 EvalLoad = Annotated[LoadOptions, Omit("prompt_cache", "draft_model", "parallel")]
 LocalModels = Annotated[ModelsOptions, Omit("backend")]
@@ -172,12 +191,7 @@ def eval_summarize(
     words: Annotated[
         int | None, typer.Option("--words", help="About N words (overrides --length).", show_default=False)
     ] = None,
-    limit: Limit = None,
-    out_dir: OutDir = Path("llmcli-eval"),
-    force: Force = False,
-    json_out: Annotated[
-        bool, typer.Option("--json", help="Print JSON with per-record scores instead.")
-    ] = False,
+    run: EvalRunOptions,
     runtime: RuntimeOptions,
     sampling: EvalSampling,
     thinking: TaskThinkingOptions,
@@ -198,7 +212,7 @@ def eval_summarize(
     options = SummaryOptions(length=length, words=words)
     options.validate()
     config = sampling.config(greedy_by_default=True)
-    items = load_summary_data(data, limit)
+    items = load_summary_data(data, run.limit)
     make = bind(Summarizer, env, load, False, sampling=config, options=options, thinking=thinking.resolve())
     runs = _evaluate(
         env,
@@ -206,11 +220,11 @@ def eval_summarize(
         items,
         lambda loaded: summaries(make(loaded.engine, loaded.chat_template())),
         lambda model: f"{data.stem}.{model}.summaries.jsonl",
-        out_dir,
-        force,
+        run.out_dir,
+        run.force,
     )
-    report = summary_report(data, items, runs, out_dir)
-    show_report(env, report.to_dict(), *summary_scores(report), json_out=json_out)
+    report = summary_report(data, items, runs, run.out_dir)
+    show_report(env, report.to_dict(), *summary_scores(report), json_out=run.json_out)
 
 
 @eval_app.command("translate")
@@ -232,12 +246,7 @@ def eval_translate(
         str | None, typer.Option("--from", help="Source language.", show_default="detected per line")
     ] = None,
     models: ModelsOptions,
-    limit: Limit = None,
-    out_dir: OutDir = Path("llmcli-eval"),
-    force: Force = False,
-    json_out: Annotated[
-        bool, typer.Option("--json", help="Print JSON with per-line scores instead.")
-    ] = False,
+    run: EvalRun,
     runtime: RuntimeOptions,
     sampling: EvalSampling,
     thinking: TaskThinkingOptions,
@@ -260,7 +269,7 @@ def eval_translate(
         target=resolve_language(to), source=resolve_language(source_lang) if source_lang else None
     )
     config = sampling.config(greedy_by_default=True)
-    items = load_parallel_data(src, refs, limit)
+    items = load_parallel_data(src, refs, run.limit)
     make = bind(Translator, env, load, False, sampling=config, options=options, thinking=thinking.resolve())
     code = options.target.code
     runs = _evaluate(
@@ -269,8 +278,8 @@ def eval_translate(
         items,
         lambda loaded: translations(make(loaded.engine, loaded.chat_template())),
         lambda model: f"{src.stem}.{model}.{code}.jsonl",
-        out_dir,
-        force,
+        run.out_dir,
+        run.force,
     )
-    report = translation_report(src, refs, options.target, items, runs, out_dir)
-    show_report(env, report.to_dict(), *translation_scores(report), json_out=json_out)
+    report = translation_report(src, refs, options.target, items, runs, run.out_dir)
+    show_report(env, report.to_dict(), *translation_scores(report), json_out=run.json_out)
