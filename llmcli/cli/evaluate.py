@@ -140,14 +140,27 @@ def perplexity(
 # --- eval summarize / translate ---------------------------------------------------------------
 
 
+def _contenders(
+    env: Environment,
+    load: LoadOptions,
+    task: Callable[..., Any],
+    adapt: Callable[[Any], Contender],
+    **settings: Any,
+) -> Callable[[LoadedModel], Contender]:
+    """Each loaded model's contender: the task (Summarizer, Translator) with the command's settings."""
+    from llmcli.cli.batch import bind
+
+    make = bind(task, env, load, False, **settings)
+    return lambda loaded: adapt(make(loaded.engine, loaded.chat_template()))
+
+
 def _evaluate(
     env: Environment,
+    run: EvalRunOptions,
     models: Iterator[LoadedModel],
     items: list[Item],
     contender: Callable[[LoadedModel], Contender],
     kept_name: Callable[[str], str],
-    out_dir: Path,
-    force: bool,
 ) -> list[RunResult]:
     """Every model's outputs for every item: progress on stderr, kept outputs reused, Ctrl-C exits 130."""
     from llmcli.errors import ExitCode
@@ -161,15 +174,16 @@ def _evaluate(
             items,
             contender,
             kept_name,
-            out_dir,
-            force=force,
+            run.out_dir,
+            force=run.force,
             progress=bar,
             notify=partial(note, env),
         )
     except KeyboardInterrupt:
         bar.close()
         note(
-            env, f"interrupted: outputs so far are kept in {out_dir}; run the same command again to continue"
+            env,
+            f"interrupted: outputs so far are kept in {run.out_dir}; run the same command again to continue",
         )
         raise typer.Exit(ExitCode.INTERRUPTED) from None
 
@@ -204,7 +218,6 @@ def eval_summarize(
     F1 x 100 from Google's rouge-score (best over each record's references); tok/s is generated
     tokens per second. Outputs are kept in --out-dir and reused by a rerun with the same settings.
     """
-    from llmcli.cli.batch import bind
     from llmcli.tasks.evaluate import load_summary_data, summaries, summary_report
     from llmcli.tasks.summarize import Summarizer, SummaryOptions
     from llmcli.ui.render import show_report, summary_scores
@@ -213,16 +226,11 @@ def eval_summarize(
     options.validate()
     config = sampling.config(greedy_by_default=True)
     items = load_summary_data(data, run.limit)
-    make = bind(Summarizer, env, load, False, sampling=config, options=options, thinking=thinking.resolve())
-    runs = _evaluate(
-        env,
-        _each_model(env, models, runtime, load, verbose),
-        items,
-        lambda loaded: summaries(make(loaded.engine, loaded.chat_template())),
-        lambda model: f"{data.stem}.{model}.summaries.jsonl",
-        run.out_dir,
-        run.force,
+    contender = _contenders(
+        env, load, Summarizer, summaries, sampling=config, options=options, thinking=thinking.resolve()
     )
+    each = _each_model(env, models, runtime, load, verbose)
+    runs = _evaluate(env, run, each, items, contender, lambda model: f"{data.stem}.{model}.summaries.jsonl")
     report = summary_report(data, items, runs, run.out_dir)
     show_report(env, report.to_dict(), *summary_scores(report), json_out=run.json_out)
 
@@ -259,7 +267,6 @@ def eval_translate(
     Chinese, characters for Japanese and Thai); the signatures are printed for reports. Outputs are
     kept in --out-dir (JSONL, and the hypotheses as a line-aligned .txt) and reused by a rerun.
     """
-    from llmcli.cli.batch import bind
     from llmcli.tasks.evaluate import load_parallel_data, translation_report, translations
     from llmcli.tasks.translate import TranslateOptions, Translator
     from llmcli.text.languages import resolve_language
@@ -270,16 +277,11 @@ def eval_translate(
     )
     config = sampling.config(greedy_by_default=True)
     items = load_parallel_data(src, refs, run.limit)
-    make = bind(Translator, env, load, False, sampling=config, options=options, thinking=thinking.resolve())
-    code = options.target.code
-    runs = _evaluate(
-        env,
-        _each_model(env, models, runtime, load, verbose),
-        items,
-        lambda loaded: translations(make(loaded.engine, loaded.chat_template())),
-        lambda model: f"{src.stem}.{model}.{code}.jsonl",
-        run.out_dir,
-        run.force,
+    contender = _contenders(
+        env, load, Translator, translations, sampling=config, options=options, thinking=thinking.resolve()
     )
+    code = options.target.code
+    each = _each_model(env, models, runtime, load, verbose)
+    runs = _evaluate(env, run, each, items, contender, lambda model: f"{src.stem}.{model}.{code}.jsonl")
     report = translation_report(src, refs, options.target, items, runs, run.out_dir)
     show_report(env, report.to_dict(), *translation_scores(report), json_out=run.json_out)
