@@ -11,13 +11,17 @@ from pathlib import Path
 from llmcli.errors import UsageError
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write data to path via a temp file in the same folder and a rename (all or nothing)."""
+def atomic_write_bytes(path: Path, data: bytes, mode: int | None = None) -> None:
+    """Write data to path via a temp file in the same folder and a rename (all or nothing).
+
+    mode: the file's permissions; by default a replaced file keeps its own, a new one gets open()'s.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        mode = path.stat().st_mode & 0o7777  # a file replaced keeps its permissions
-    except OSError:
-        mode = _new_file_mode()
+    if mode is None:
+        try:
+            mode = path.stat().st_mode & 0o7777
+        except OSError:
+            mode = _new_file_mode()
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         os.fchmod(fd, mode)  # mkstemp makes it 0600, which a plain open() would not
@@ -40,9 +44,9 @@ def _new_file_mode() -> int:
     return 0o666 & ~mask
 
 
-def atomic_write_text(path: Path, text: str) -> None:
+def atomic_write_text(path: Path, text: str, mode: int | None = None) -> None:
     """atomic_write_bytes for UTF-8 text."""
-    atomic_write_bytes(path, text.encode("utf-8"))
+    atomic_write_bytes(path, text.encode("utf-8"), mode)
 
 
 def read_utf8(path: Path, what: str = "") -> str:

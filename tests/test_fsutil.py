@@ -21,3 +21,11 @@ def test_a_new_file_gets_the_umask_mode_and_a_replaced_one_keeps_its_own(tmp_pat
     atomic_write_text(private, "new")
     assert private.read_text() == "new" and stat.S_IMODE(private.stat().st_mode) == 0o600
     assert [p.name for p in tmp_path.rglob("*.tmp")] == []
+
+
+def test_sessions_stay_private(tmp_path: Path) -> None:
+    from llmcli.chat.sessions import SessionRecord, SessionStore
+
+    store = SessionStore(tmp_path)
+    store.save(SessionRecord("work", messages=[{"role": "user", "content": "hi"}]))
+    assert stat.S_IMODE(store.path("work").stat().st_mode) == 0o600

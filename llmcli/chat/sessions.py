@@ -40,7 +40,9 @@ class SessionStore:
 
     def save(self, record: SessionRecord) -> None:
         record.updated = time.time()
-        atomic_write_text(self.path(record.name), json.dumps(asdict(record), ensure_ascii=False, indent=1))
+        # Conversations are private, as a shell's history is.
+        text = json.dumps(asdict(record), ensure_ascii=False, indent=1)
+        atomic_write_text(self.path(record.name), text, mode=0o600)
 
     def exists(self, name: str) -> bool:
         return self.path(name).is_file()
