@@ -20,6 +20,7 @@ from common import SHARED, arguments, bench_model
 from llmcli.chat.templates import pick_template
 from llmcli.engine import EngineOptions, Generation, LocalEngine
 from llmcli.sampling import SamplingConfig
+from llmcli.tasks.asking import TaskSetup
 from llmcli.tasks.summarize import Summarizer, SummaryOptions
 from llmcli.tasks.translate import TranslateOptions, Translator
 from llmcli.text.languages import resolve_language
@@ -60,15 +61,16 @@ def run(engine: LocalEngine, task: str, reuse: bool, docs: list[str]) -> tuple[i
     sampling = SamplingConfig(temperature=0.0, ignore_eos=True)
     start = time.perf_counter()
     if task == "summarize":
-        summarizer = Summarizer(counting, template, sampling, SummaryOptions(words=24))  # type: ignore[arg-type]
+        setup = TaskSetup(counting, template, sampling)  # type: ignore[arg-type]
+        summarizer = Summarizer(setup, SummaryOptions(words=24))
         calls = sum(summarizer.summarize(doc).calls for doc in docs)
     else:
-        translator = Translator(
+        setup = TaskSetup(
             counting,  # type: ignore[arg-type]
             template,
             SamplingConfig(temperature=0.0, ignore_eos=True, max_tokens=24),
-            TranslateOptions(resolve_language("de"), resolve_language("en")),
         )
+        translator = Translator(setup, TranslateOptions(resolve_language("de"), resolve_language("en")))
         calls = sum(translator.translate(doc).calls for doc in docs)
     return calls, *counting.counts(), time.perf_counter() - start
 

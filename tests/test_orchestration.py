@@ -11,6 +11,7 @@ from scripted import ScriptedEngine
 from llmcli.chat.templates import CHATML, ChatTemplate
 from llmcli.errors import ContextOverflowError
 from llmcli.sampling import SamplingConfig
+from llmcli.tasks.asking import TaskSetup
 from llmcli.tasks.summarize import Summarizer, SummaryOptions
 
 GREEDY = SamplingConfig(temperature=0.0)
@@ -21,7 +22,7 @@ DOCUMENT = "\n\n".join(
 
 
 def summarizer(engine: ScriptedEngine) -> Summarizer:
-    return Summarizer(engine, TEMPLATE, GREEDY, SummaryOptions(words=20))
+    return Summarizer(TaskSetup(engine, TEMPLATE, GREEDY), SummaryOptions(words=20))
 
 
 def paragraphs_in(engine: ScriptedEngine, call: int) -> list[int]:

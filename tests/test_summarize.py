@@ -12,6 +12,7 @@ from llmcli.chat.templates import pick_template
 from llmcli.engine import EngineOptions, LocalEngine
 from llmcli.errors import ContextOverflowError, UsageError
 from llmcli.sampling import SamplingConfig
+from llmcli.tasks.asking import TaskSetup
 from llmcli.tasks.summarize import Summarizer, SummaryOptions
 
 GREEDY = SamplingConfig(temperature=0.0)
@@ -33,7 +34,8 @@ def summarizer(engine: LocalEngine, notes: list[str] | None = None, **options: o
     bos, eos = engine.special_text()
     template = pick_template(engine.info.chat_template, bos_token=bos, eos_token=eos)
     opts = SummaryOptions(**{"words": 20, **options})  # type: ignore[arg-type]
-    return Summarizer(engine, template, GREEDY, opts, notify=notes.append if notes is not None else None)
+    notify = notes.append if notes is not None else None
+    return Summarizer(TaskSetup(engine, template, GREEDY, notify=notify), opts)
 
 
 def test_short_text_is_stuffed(engine: LocalEngine) -> None:

@@ -12,6 +12,7 @@ from llmcli.chat.templates import pick_template
 from llmcli.engine import EngineOptions, LocalEngine
 from llmcli.errors import UsageError
 from llmcli.sampling import SamplingConfig
+from llmcli.tasks.asking import TaskSetup
 from llmcli.tasks.translate import TranslateOptions, Translator, glossary_terms, join_parts, load_glossary
 from llmcli.text.languages import resolve_language
 
@@ -29,7 +30,8 @@ def translator(engine: LocalEngine, notes: list[str] | None = None, **options: o
     bos, eos = engine.special_text()
     template = pick_template(engine.info.chat_template, bos_token=bos, eos_token=eos)
     opts = TranslateOptions(**{"target": resolve_language("de"), **options})  # type: ignore[arg-type]
-    return Translator(engine, template, GREEDY, opts, notify=notes.append if notes is not None else None)
+    notify = notes.append if notes is not None else None
+    return Translator(TaskSetup(engine, template, GREEDY, notify=notify), opts)
 
 
 def test_one_call_per_distinct_segment_and_structure_kept(engine: LocalEngine) -> None:

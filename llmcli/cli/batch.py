@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -22,6 +21,8 @@ if TYPE_CHECKING:
     from llmcli.cli.options import LoadOptions
     from llmcli.config import Settings
     from llmcli.engine import Engine
+    from llmcli.reasoning import Thinking
+    from llmcli.sampling import SamplingConfig
     from llmcli.tasks.runtime import LoadedModel
     from llmcli.ui.render import BatchProgress
 
@@ -51,14 +52,28 @@ def one_output(**given: Path | None) -> None:
 
 
 def bind(
-    task: Callable[..., T], env: Environment, load: LoadOptions, verbose: bool, **kw: Any
+    task: Callable[..., T],
+    env: Environment,
+    load: LoadOptions,
+    verbose: bool,
+    *,
+    sampling: SamplingConfig,
+    thinking: Thinking | None = None,
+    **kw: Any,
 ) -> Callable[[Engine, ChatTemplate], T]:
-    """task (Summarizer, Translator, Extractor) with all but its engine and template given: kw, and
-    prompt lookup as --speculative asks; its plan is told on stderr with --verbose."""
+    """task (Summarizer, Translator, Extractor) on an engine and template: its TaskSetup asks with sampling,
+    thinking and prompt lookup as --speculative asks, and tells its plan on stderr with --verbose; kw goes
+    to task as it is."""
+    from llmcli.tasks.asking import TaskSetup
     from llmcli.ui.render import note
 
     notify = (lambda message: note(env, message)) if verbose else None
-    return partial(task, notify=notify, lookup=load.lookup(), **kw)
+    lookup = load.lookup()
+
+    def make(engine: Engine, template: ChatTemplate) -> T:
+        return task(TaskSetup(engine, template, sampling, lookup, thinking, notify), **kw)
+
+    return make
 
 
 @dataclass(frozen=True)

@@ -6,8 +6,8 @@ cache keeps that prefix: it is evaluated once per run, not once per chunk or fil
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import replace
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 
 from llmcli.chat.conversation import Chat
 from llmcli.chat.templates import ChatTemplate
@@ -17,23 +17,32 @@ from llmcli.reasoning import Thinking
 from llmcli.sampling import SamplingConfig
 
 
+@dataclass(frozen=True)
+class TaskSetup:
+    """The model a task asks, and how: engine, chat template, sampling, prompt lookup, thinking, notes."""
+
+    engine: Engine
+    template: ChatTemplate
+    sampling: SamplingConfig
+    lookup: int = 0
+    thinking: Thinking | None = None
+    notify: Callable[[str], None] | None = None
+
+    def note(self, message: str) -> None:
+        """Tell message to notify, if any (a task's plan, shown with --verbose)."""
+        if self.notify is not None:
+            self.notify(message)
+
+
 class Asker:
     """Sends single user messages under one system prompt and counts what they cost."""
 
-    def __init__(
-        self,
-        engine: Engine,
-        template: ChatTemplate,
-        sampling: SamplingConfig,
-        system: str,
-        lookup: int = 0,
-        thinking: Thinking | None = None,
-    ) -> None:
-        self.engine = engine
-        self.sampling = sampling
-        self.thinking = thinking or Thinking("off")
-        self.chat = self._new_chat(template, system)
-        self.chat.lookup = lookup
+    def __init__(self, setup: TaskSetup, system: str) -> None:
+        self.engine = setup.engine
+        self.sampling = setup.sampling
+        self.thinking = setup.thinking or Thinking("off")
+        self.chat = self._new_chat(setup.template, system)
+        self.chat.lookup = setup.lookup
         self.calls = self.prompt_tokens = self.generated_tokens = 0
 
     def _new_chat(self, template: ChatTemplate, system: str | None) -> Chat:

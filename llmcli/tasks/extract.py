@@ -9,17 +9,13 @@ short by -n fails its file, never half-written.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from llmcli.chat.templates import ChatTemplate
-from llmcli.engine import Engine
 from llmcli.errors import ContextOverflowError
 from llmcli.reasoning import Thinking
-from llmcli.sampling import SamplingConfig
 from llmcli.structured import Schema
-from llmcli.tasks.asking import Asker
+from llmcli.tasks.asking import Asker, TaskSetup
 from llmcli.tasks.summarize import room_for_document
 from llmcli.text.chunking import chunk_text
 
@@ -50,23 +46,15 @@ class Extracted:
 class Extractor:
     """Turns documents into records under one schema; the instructions stay in the KV cache."""
 
-    def __init__(
-        self,
-        engine: Engine,
-        template: ChatTemplate,
-        sampling: SamplingConfig,
-        schema: Schema,
-        *,
-        lookup: int = 0,
-        notify: Callable[[str], None] | None = None,
-    ) -> None:
-        self.engine, self.schema = engine, schema
-        self.notify = notify or (lambda _m: None)
+    def __init__(self, setup: TaskSetup, schema: Schema) -> None:
+        self.engine, self.schema = setup.engine, schema
+        self.notify = setup.note
+        sampling = setup.sampling
         self.sampling = replace(
             sampling, constraint=schema, max_tokens=sampling.max_tokens or DEFAULT_MAX_TOKENS
         )
         # Thinking cannot be written under a JSON grammar: the model answers at once.
-        self.asker = Asker(engine, template, self.sampling, SYSTEM, lookup, Thinking("off"))
+        self.asker = Asker(replace(setup, sampling=self.sampling, thinking=Thinking("off")), SYSTEM)
         self._schema_text = json.dumps(schema.schema, ensure_ascii=False)
 
     def budget(self, prompt: str = EXTRACT) -> int:

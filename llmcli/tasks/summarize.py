@@ -3,16 +3,11 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from llmcli.chat.templates import ChatTemplate
-from llmcli.engine import Engine
 from llmcli.errors import ContextOverflowError, UsageError
-from llmcli.reasoning import Thinking
-from llmcli.sampling import SamplingConfig
-from llmcli.tasks.asking import Asker
+from llmcli.tasks.asking import Asker, TaskSetup
 from llmcli.text.chunking import chunk_text
 from llmcli.text.prompts import LENGTH_WORDS, PROMPTS, STYLES
 from llmcli.text.tidy import tidy_summary
@@ -86,25 +81,15 @@ class Summarizer:
     """Summarizes documents with one engine; the instruction prefix stays in the KV cache across calls."""
 
     def __init__(
-        self,
-        engine: Engine,
-        template: ChatTemplate,
-        sampling: SamplingConfig,
-        options: SummaryOptions,
-        prompts: dict[str, str] | None = None,
-        notify: Callable[[str], None] | None = None,
-        lookup: int = 0,
-        thinking: Thinking | None = None,
+        self, setup: TaskSetup, options: SummaryOptions, prompts: dict[str, str] | None = None
     ) -> None:
         options.validate()
-        self.engine, self.options = engine, options
+        self.engine, self.options = setup.engine, options
         self.prompts = prompts or PROMPTS
-        self.notify = notify or (lambda _m: None)
-        words = options.target_words
+        self.notify = setup.note
+        sampling, words = setup.sampling, options.target_words
         self.sampling = replace(sampling, max_tokens=sampling.max_tokens or int(words * 2.5) + 64)
-        self.asker = Asker(
-            engine, template, self.sampling, self.prompts["summarize_system"], lookup, thinking
-        )
+        self.asker = Asker(replace(setup, sampling=self.sampling), self.prompts["summarize_system"])
 
     def count(self, text: str) -> int:
         return self.asker.count(text)

@@ -11,18 +11,13 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from llmcli.chat.templates import ChatTemplate
-from llmcli.engine import Engine
 from llmcli.errors import ContextOverflowError, UsageError
 from llmcli.fsutil import read_utf8
-from llmcli.reasoning import Thinking
-from llmcli.sampling import SamplingConfig
-from llmcli.tasks.asking import Asker
+from llmcli.tasks.asking import Asker, TaskSetup
 from llmcli.text.chunking import chunk_text
 from llmcli.text.languages import Language, detect_language
 from llmcli.text.markup import is_cjk, join_lines, parse
@@ -93,24 +88,18 @@ class Translator:
 
     def __init__(
         self,
-        engine: Engine,
-        template: ChatTemplate,
-        sampling: SamplingConfig,
+        setup: TaskSetup,
         options: TranslateOptions,
         prompts: dict[str, str] | None = None,
-        notify: Callable[[str], None] | None = None,
-        lookup: int = 0,
-        thinking: Thinking | None = None,
         *,
         ends_line: bool = False,
     ) -> None:
         """ends_line: `process` ends its output with a newline (a text argument's translation)."""
-        self.engine, self.options, self.sampling = engine, options, sampling
+        self.engine, self.options, self.sampling = setup.engine, options, setup.sampling
         self.ends_line = ends_line
         self.prompts = prompts or PROMPTS
-        self.notify = notify or (lambda _m: None)
-        system = self.prompts["translate_system"].format(target=options.target.name)
-        self.asker = Asker(engine, template, sampling, system, lookup, thinking)
+        self.notify = setup.note
+        self.asker = Asker(setup, self.prompts["translate_system"].format(target=options.target.name))
         self._source: Language | None = None
 
     def _message(self, text: str) -> str:
