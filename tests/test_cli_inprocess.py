@@ -11,6 +11,7 @@ import io
 import json
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated
 
@@ -22,6 +23,7 @@ from llmcli.cli.app import app, run
 from llmcli.cli.options import (
     ModelOptions,
     Omit,
+    OptionGroup,
     Override,
     RuntimeOptions,
     SamplingOptions,
@@ -177,6 +179,37 @@ def test_groups_are_packed_typed_in_place() -> None:
     thinking = seen["thinking"]
     assert isinstance(thinking, TaskThinking) and thinking.resolve().mode == "off"
     assert sampling.config(greedy_by_default=True).greedy
+
+
+@dataclass(frozen=True)
+class Nested(OptionGroup):
+    """A group of groups, as `eval` takes them (EvalOptions)."""
+
+    model: Annotated[ModelOptions, Omit("backend")] = field(default_factory=ModelOptions)
+    runtime: RuntimeOptions = field(default_factory=RuntimeOptions)
+
+
+def test_a_group_of_groups_shows_their_options_and_packs_them_nested() -> None:
+    seen: dict[str, object] = {}
+    probe = typer.Typer()
+
+    @probe.command()
+    @inject
+    def run(*, nested: Annotated[Nested, Omit("gpu_layers"), Override(threads=BenchThreads)]) -> None:
+        seen["nested"] = nested
+
+    names = [p.name for p in typer.main.get_command(probe).params]
+    assert names[:3] == ["model", "ctx", "threads"] and not {"backend", "gpu_layers"} & set(names)
+    result = CliRunner().invoke(probe, ["-m", "m.gguf", "-t", "3"], obj=Streams().env)
+    assert result.exit_code == 0, result.output
+    nested = seen["nested"]
+    assert isinstance(nested, Nested) and nested.model.model == "m.gguf" and nested.runtime.threads == 3
+    assert not nested.model.offers("backend") and not nested.runtime.offers("gpu_layers")
+
+    def unknown(*, nested: Annotated[Nested, Omit("top_k")]) -> None: ...
+
+    with pytest.raises(TypeError, match="Nested has no options \\['top_k'\\]"):
+        inject(unknown)
 
 
 def test_a_group_without_backend_runs_locally(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

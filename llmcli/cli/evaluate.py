@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -22,6 +22,7 @@ from llmcli.cli.options import (
     Override,
     RuntimeOptions,
     SamplingOptions,
+    TaskThinking,
     TaskThinkingOptions,
     Verbose,
     inject,
@@ -62,7 +63,6 @@ class EvalRunOptions(OptionGroup):
 
 
 PerLineJson = Annotated[bool, typer.Option("--json", help="Print JSON with per-line scores instead.")]
-EvalRun = Annotated[EvalRunOptions, Override(json_out=PerLineJson)]
 EvalSampling = Annotated[SamplingOptions, Omit("greedy", "stop", "ignore_eos")]
 EvalLoad = Annotated[LoadOptions, Omit("prompt_cache", "draft_model", "parallel")]
 LocalModels = Annotated[ModelsOptions, Omit("backend")]
@@ -140,52 +140,58 @@ def perplexity(
 # --- eval summarize / translate ---------------------------------------------------------------
 
 
-def _contenders(
-    env: Environment,
-    load: LoadOptions,
-    task: Callable[..., Any],
-    adapt: Callable[[Any], Contender],
-    **settings: Any,
-) -> Callable[[LoadedModel], Contender]:
-    """Each loaded model's contender: the task (Summarizer, Translator) with the command's settings."""
-    from llmcli.cli.batch import bind
+@dataclass(frozen=True)
+class EvalOptions(OptionGroup):
+    """What both evaluations take: the -m models, the records and outputs, how the models run and decode."""
 
-    make = bind(task, env, load, False, **settings)
-    return lambda loaded: adapt(make(loaded.engine, loaded.chat_template()))
+    models: ModelsOptions = field(default_factory=ModelsOptions)
+    run: EvalRunOptions = field(default_factory=EvalRunOptions)
+    runtime: RuntimeOptions = field(default_factory=RuntimeOptions)
+    sampling: EvalSampling = field(default_factory=SamplingOptions)
+    thinking: TaskThinkingOptions = field(default_factory=TaskThinking)
+    load: EvalLoad = field(default_factory=LoadOptions)
+    verbose: Verbose = False
 
+    def outputs(
+        self,
+        env: Environment,
+        items: list[Item],
+        task: Callable[..., Any],
+        adapt: Callable[[Any], Contender],
+        kept_name: Callable[[str], str],
+        **settings: Any,
+    ) -> list[RunResult]:
+        """Every model's outputs for every item from task (Summarizer, Translator) with settings, decoded
+        greedily unless --temperature is given: progress on stderr, kept outputs reused, Ctrl-C exits 130."""
+        from llmcli.cli.batch import bind
+        from llmcli.errors import ExitCode
+        from llmcli.tasks.evaluate import run_models
+        from llmcli.ui.render import BatchProgress, note
 
-def _evaluate(
-    env: Environment,
-    run: EvalRunOptions,
-    models: Iterator[LoadedModel],
-    items: list[Item],
-    contender: Callable[[LoadedModel], Contender],
-    kept_name: Callable[[str], str],
-) -> list[RunResult]:
-    """Every model's outputs for every item: progress on stderr, kept outputs reused, Ctrl-C exits 130."""
-    from llmcli.errors import ExitCode
-    from llmcli.tasks.evaluate import run_models
-    from llmcli.ui.render import BatchProgress, note
-
-    bar = BatchProgress(env, lines=False)
-    try:
-        return run_models(
-            models,
-            items,
-            contender,
-            kept_name,
-            run.out_dir,
-            force=run.force,
-            progress=bar,
-            notify=partial(note, env),
+        config = self.sampling.config(greedy_by_default=True)
+        make = bind(
+            task, env, self.load, False, sampling=config, thinking=self.thinking.resolve(), **settings
         )
-    except KeyboardInterrupt:
-        bar.close()
-        note(
-            env,
-            f"interrupted: outputs so far are kept in {run.out_dir}; run the same command again to continue",
-        )
-        raise typer.Exit(ExitCode.INTERRUPTED) from None
+        models = _each_model(env, self.models, self.runtime, self.load, self.verbose)
+        bar = BatchProgress(env, lines=False)
+        try:
+            return run_models(
+                models,
+                items,
+                lambda loaded: adapt(make(loaded.engine, loaded.chat_template())),
+                kept_name,
+                self.run.out_dir,
+                force=self.run.force,
+                progress=bar,
+                notify=partial(note, env),
+            )
+        except KeyboardInterrupt:
+            bar.close()
+            kept = self.run.out_dir
+            note(
+                env, f"interrupted: outputs so far are kept in {kept}; run the same command again to continue"
+            )
+            raise typer.Exit(ExitCode.INTERRUPTED) from None
 
 
 @eval_app.command("summarize")
@@ -200,17 +206,11 @@ def eval_summarize(
             show_default=False,
         ),
     ],
-    models: ModelsOptions,
     length: Annotated[str, typer.Option("--length", help="short, medium or long.")] = "short",
     words: Annotated[
         int | None, typer.Option("--words", help="About N words (overrides --length).", show_default=False)
     ] = None,
-    run: EvalRunOptions,
-    runtime: RuntimeOptions,
-    sampling: EvalSampling,
-    thinking: TaskThinkingOptions,
-    load: EvalLoad,
-    verbose: Verbose = False,
+    evaluation: EvalOptions,
 ) -> None:
     """Summarize each record with each -m model and score ROUGE-1/2/L against the references.
 
@@ -224,13 +224,16 @@ def eval_summarize(
 
     options = SummaryOptions(length=length, words=words)
     options.validate()
-    config = sampling.config(greedy_by_default=True)
+    run = evaluation.run
     items = load_summary_data(data, run.limit)
-    contender = _contenders(
-        env, load, Summarizer, summaries, sampling=config, options=options, thinking=thinking.resolve()
+    runs = evaluation.outputs(
+        env,
+        items,
+        Summarizer,
+        summaries,
+        lambda model: f"{data.stem}.{model}.summaries.jsonl",
+        options=options,
     )
-    each = _each_model(env, models, runtime, load, verbose)
-    runs = _evaluate(env, run, each, items, contender, lambda model: f"{data.stem}.{model}.summaries.jsonl")
     report = summary_report(data, items, runs, run.out_dir)
     show_report(env, report.to_dict(), *summary_scores(report), json_out=run.json_out)
 
@@ -253,13 +256,7 @@ def eval_translate(
     source_lang: Annotated[
         str | None, typer.Option("--from", help="Source language.", show_default="detected per line")
     ] = None,
-    models: ModelsOptions,
-    run: EvalRun,
-    runtime: RuntimeOptions,
-    sampling: EvalSampling,
-    thinking: TaskThinkingOptions,
-    load: EvalLoad,
-    verbose: Verbose = False,
+    evaluation: Annotated[EvalOptions, Override(json_out=PerLineJson)],
 ) -> None:
     """Translate each source line with each -m model and score corpus BLEU and chrF with sacrebleu.
 
@@ -275,13 +272,16 @@ def eval_translate(
     options = TranslateOptions(
         target=resolve_language(to), source=resolve_language(source_lang) if source_lang else None
     )
-    config = sampling.config(greedy_by_default=True)
+    run = evaluation.run
     items = load_parallel_data(src, refs, run.limit)
-    contender = _contenders(
-        env, load, Translator, translations, sampling=config, options=options, thinking=thinking.resolve()
-    )
     code = options.target.code
-    each = _each_model(env, models, runtime, load, verbose)
-    runs = _evaluate(env, run, each, items, contender, lambda model: f"{src.stem}.{model}.{code}.jsonl")
+    runs = evaluation.outputs(
+        env,
+        items,
+        Translator,
+        translations,
+        lambda model: f"{src.stem}.{model}.{code}.jsonl",
+        options=options,
+    )
     report = translation_report(src, refs, options.target, items, runs, run.out_dir)
     show_report(env, report.to_dict(), *translation_scores(report), json_out=run.json_out)

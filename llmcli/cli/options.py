@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import Field, dataclass, field, fields, replace
 from pathlib import Path
 from typing import (
@@ -586,7 +586,11 @@ _CONTEXT = "click_context"  # the parameter through which typer hands a wrapper 
 
 @dataclass(frozen=True)
 class _Placed:
-    """A group parameter of a command: its name, the group, and what the command leaves out or changes."""
+    """A group parameter of a command: its name, the group, and what the command leaves out or changes.
+
+    A group may hold groups; their options are shown in its place, and Omit/Override name options at
+    any depth (a command's option names are unique).
+    """
 
     name: str
     group: type[OptionGroup]
@@ -594,34 +598,51 @@ class _Placed:
     override: Mapping[str, Any]
 
     @classmethod
-    def of(cls, name: str, hint: Any) -> _Placed | None:
+    def of(
+        cls,
+        name: str,
+        hint: Any,
+        omit: frozenset[str] = frozenset(),
+        override: Mapping[str, Any] | None = None,
+    ) -> _Placed | None:
         base, marks = (get_args(hint)[0], hint.__metadata__) if get_origin(hint) is Annotated else (hint, ())
         if not (isinstance(base, type) and issubclass(base, OptionGroup)):
             return None
-        omit: frozenset[str] = frozenset().union(*(m.names for m in marks if isinstance(m, Omit)))
-        override = {k: v for m in marks if isinstance(m, Override) for k, v in m.options.items()}
-        unknown = (omit | override.keys()) - {f.name for f in base.option_fields()}
-        if unknown:
+        named: frozenset[str] = frozenset().union(*(m.names for m in marks if isinstance(m, Omit)))
+        changed = {k: v for m in marks if isinstance(m, Override) for k, v in m.options.items()}
+        placed = cls(name, base, omit | named, {**(override or {}), **changed})
+        if unknown := (named | changed.keys()) - {p.name for p in placed.parameters(everything=True)}:
             raise TypeError(f"{base.__name__} has no options {sorted(unknown)}")
-        return cls(name, base, omit, override)
+        return placed
 
-    def parameters(self) -> list[inspect.Parameter]:
-        """The group's options as keyword parameters, in the group's order."""
+    def _members(self) -> Iterator[tuple[Field[Any], Any, _Placed | None]]:
+        """Each field, its type hint, and where the field is itself a group, that group placed."""
         hints = get_type_hints(self.group, include_extras=True)
-        return [
-            inspect.Parameter(
-                f.name,
-                inspect.Parameter.KEYWORD_ONLY,
-                default=f.default,
-                annotation=self.override.get(f.name, hints[f.name]),
-            )
-            for f in self.group.option_fields()
-            if f.name not in self.omit
-        ]
+        for f in self.group.option_fields():
+            yield f, hints[f.name], _Placed.of(f.name, hints[f.name], self.omit, self.override)
+
+    def parameters(self, *, everything: bool = False) -> list[inspect.Parameter]:
+        """The group's options as keyword parameters, in the group's order (everything: omitted ones too)."""
+        shown: list[inspect.Parameter] = []
+        for f, hint, inner in self._members():
+            if inner is not None:
+                shown += inner.parameters(everything=everything)
+            elif everything or f.name not in self.omit:
+                annotation = self.override.get(f.name, hint)
+                shown.append(
+                    inspect.Parameter(
+                        f.name, inspect.Parameter.KEYWORD_ONLY, default=f.default, annotation=annotation
+                    )
+                )
+        return shown
 
     def pack(self, values: dict[str, Any]) -> OptionGroup:
         """The group from the options' values, which are taken out of values."""
-        given = {p.name: values.pop(p.name) for p in self.parameters()}
+        given = {
+            f.name: inner.pack(values) if inner is not None else values.pop(f.name)
+            for f, _hint, inner in self._members()
+            if inner is not None or f.name not in self.omit
+        }
         return self.group(**given, omitted=self.omit)
 
 
