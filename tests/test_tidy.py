@@ -60,9 +60,42 @@ def test_summary_without_chatter_is_unchanged() -> None:
     assert tidy_summary(summary) == summary
 
 
-def test_translated_line_ending_with_colon_is_kept_when_the_source_has_one() -> None:
-    source = "Translation tips:\n- read twice\n- read aloud"
-    output = "Übersetzungstipps:\n- zweimal lesen\n- laut lesen"
+@pytest.mark.parametrize(
+    ("output", "source"),
+    [
+        pytest.param(
+            "Übersetzungstipps:\n- zweimal lesen\n- laut lesen",
+            "Translation tips:\n- read twice\n- read aloud",
+            id="line-ending-with-colon-like-the-source",
+        ),
+        pytest.param(
+            "Here is the translation of the letter:\n\nDear Anna, thanks for everything.",
+            "Hier ist die Übersetzung des Briefes:\n\nLiebe Anna, danke für alles.",
+            id="opening-like-a-preamble-like-the-source",
+        ),
+        pytest.param(
+            "Übersetzung: das Übertragen eines Textes in eine andere Sprache.",
+            "Translation: the act of rendering text in another language.",
+            id="label-like-the-source",
+        ),
+        pytest.param(
+            "Gut mischen.\n\nHinweis: kaltes Wasser verwenden.",
+            "Mix well.\n\nNote: use cold water.",
+            id="trailing-note-like-the-source",
+        ),
+        pytest.param(
+            "Danke für Ihre Bestellung.\n\nLet me know if the parcel does not arrive.",
+            "Danke für Ihre Bestellung. Sagen Sie mir, wenn das Paket nicht ankommt.",
+            id="closing-line-of-a-letter-is-not-an-offer",
+        ),
+        pytest.param(
+            "Führen Sie Folgendes aus:\n\n```\nmake\n\nNote: needs gcc\n```",
+            "Run the following:\n\n```\nmake\n\nNote: needs gcc\n```",
+            id="note-inside-a-code-block",
+        ),
+    ],
+)
+def test_translation_keeps_what_the_source_has(output: str, source: str) -> None:
     assert tidy_translation(output, source) == output
 
 
@@ -70,18 +103,6 @@ def test_preamble_before_a_colon_line_is_still_removed() -> None:
     source = "Translation tips:\n- read twice"
     output = "Here is the translation:\nÜbersetzungstipps:\n- zweimal lesen"
     assert tidy_translation(output, source) == "Übersetzungstipps:\n- zweimal lesen"
-
-
-def test_source_opening_like_a_preamble_keeps_the_translated_opening() -> None:
-    source = "Hier ist die Übersetzung des Briefes:\n\nLiebe Anna, danke für alles."
-    output = "Here is the translation of the letter:\n\nDear Anna, thanks for everything."
-    assert tidy_translation(output, source) == output
-
-
-def test_label_is_kept_when_the_source_starts_with_a_label() -> None:
-    source = "Translation: the act of rendering text in another language."
-    output = "Übersetzung: das Übertragen eines Textes in eine andere Sprache."
-    assert tidy_translation(output, source) == output
 
 
 @pytest.mark.parametrize(
@@ -107,12 +128,6 @@ def test_fence_is_removed_only_when_the_source_has_none() -> None:
     assert tidy_translation(fenced, "```\nprint('Hello')\n```") == fenced
 
 
-def test_trailing_note_is_kept_when_the_source_ends_with_one() -> None:
-    source = "Mix well.\n\nNote: use cold water."
-    output = "Gut mischen.\n\nHinweis: kaltes Wasser verwenden."
-    assert tidy_translation(output, source) == output
-
-
 def test_trailing_note_and_offer_are_removed() -> None:
     output = "Gut mischen.\n\nNote: I kept the imperative.\n\nI hope this translation helps!"
     assert tidy_translation(output, "Mix well.") == "Gut mischen."
@@ -120,18 +135,6 @@ def test_trailing_note_and_offer_are_removed() -> None:
 
 def test_note_on_the_line_under_the_answer_is_removed() -> None:
     assert tidy_translation("Gut mischen.\n(Note: informal register)", "Mix well.") == "Gut mischen."
-
-
-def test_closing_line_of_a_letter_is_not_an_offer() -> None:
-    output = "Danke für Ihre Bestellung.\n\nLet me know if the parcel does not arrive."
-    source = "Danke für Ihre Bestellung. Sagen Sie mir, wenn das Paket nicht ankommt."
-    assert tidy_translation(output, source) == output
-
-
-def test_note_inside_a_code_block_is_not_cut_off() -> None:
-    output = "Führen Sie Folgendes aus:\n\n```\nmake\n\nNote: needs gcc\n```"
-    source = "Run the following:\n\n```\nmake\n\nNote: needs gcc\n```"
-    assert tidy_translation(output, source) == output
 
 
 def test_summary_lead_in_is_content() -> None:

@@ -263,6 +263,7 @@ def _usage_json(usage: CacheUsage) -> dict[str, Any]:
 
 
 def _usage_table(usage: CacheUsage) -> str:
+    from llmcli.models.store import total_size
     from llmcli.ui.render import markdown_table
 
     rows: list[dict[str, str]] = []
@@ -300,7 +301,7 @@ def _usage_table(usage: CacheUsage) -> str:
             row(item=s.commit[:12], refs=refs, files=str(s.files), size=s.size, free=s.reclaimable)
         for entries, what in ((r.partials, "partial downloads"), (r.orphans, "orphan blobs")):
             if entries:
-                n = sum(e.size for e in entries)
+                n = total_size(entries)
                 row(item=what, files=str(len(entries)), size=n, free=n)
     for e in usage.other:
         row(e.path.name + ("/" if e.path.is_dir() else ""), "other", size=e.size)

@@ -21,7 +21,7 @@ import stat
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -91,6 +91,11 @@ class CacheEntry:
     blobs: tuple[Path, ...] = ()  # a snapshot's blobs that go with it
 
 
+def total_size(entries: Iterable[CacheEntry]) -> int:
+    """The sum of the entries' sizes, in bytes."""
+    return sum(e.size for e in entries)
+
+
 @dataclass(frozen=True)
 class SnapshotUsage:
     """One snapshot (commit) of a cached repo."""
@@ -127,7 +132,7 @@ class RepoUsage:
 
     @property
     def reclaimable(self) -> int:
-        return sum(e.size for e in self.removable)
+        return total_size(self.removable)
 
 
 @dataclass(frozen=True)
@@ -140,7 +145,7 @@ class CacheUsage:
 
     @property
     def size(self) -> int:
-        return sum(r.size for r in self.repos) + sum(e.size for e in self.other)
+        return sum(r.size for r in self.repos) + total_size(self.other)
 
     @property
     def reclaimable(self) -> int:
@@ -158,7 +163,7 @@ class GcResult:
 
     @property
     def freed(self) -> int:
-        return sum(e.size for e in self.removed)
+        return total_size(self.removed)
 
 
 def _tree_size(path: Path) -> int:

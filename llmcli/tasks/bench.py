@@ -14,7 +14,7 @@ import re
 import statistics
 import sys
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +58,29 @@ class BenchPlan:
             )
 
 
+@dataclass(frozen=True)
+class Samples:
+    """One measure over a test's repetitions, with the mean and sample stddev llama-bench reports."""
+
+    values: list[float]
+
+    @property
+    def mean(self) -> float:
+        return statistics.mean(self.values)
+
+    @property
+    def stddev(self) -> float:
+        return _stddev(self.values)
+
+    def to_dict(self, unit: str) -> dict[str, object]:
+        """llama-bench's keys for it: avg_<unit>, stddev_<unit> and samples_<unit>, rounded to 3 places."""
+        return {
+            f"avg_{unit}": round(self.mean, 3),
+            f"stddev_{unit}": round(self.stddev, 3),
+            f"samples_{unit}": [round(v, 3) for v in self.values],
+        }
+
+
 @dataclass
 class TestResult:
     """One test over its repetitions: tokens/s per run, and time to first token for pp."""
@@ -65,38 +88,14 @@ class TestResult:
     name: str  # pp512, tg128: llama-bench's names
     n_prompt: int
     n_gen: int
-    samples_ts: list[float]
-    samples_ttft_ms: list[float] = field(default_factory=list)
-
-    @property
-    def avg_ts(self) -> float:
-        return statistics.mean(self.samples_ts)
-
-    @property
-    def stddev_ts(self) -> float:
-        return _stddev(self.samples_ts)
-
-    @property
-    def avg_ttft_ms(self) -> float:
-        return statistics.mean(self.samples_ttft_ms)
-
-    @property
-    def stddev_ttft_ms(self) -> float:
-        return _stddev(self.samples_ttft_ms)
+    ts: Samples  # tokens per second
+    ttft_ms: Samples | None = None  # time to first token, pp only
 
     def to_dict(self) -> dict[str, object]:
-        data: dict[str, object] = {
-            "name": self.name,
-            "n_prompt": self.n_prompt,
-            "n_gen": self.n_gen,
-            "avg_ts": round(self.avg_ts, 3),
-            "stddev_ts": round(self.stddev_ts, 3),
-            "samples_ts": [round(v, 3) for v in self.samples_ts],
-        }
-        if self.samples_ttft_ms:
-            data["avg_ttft_ms"] = round(self.avg_ttft_ms, 3)
-            data["stddev_ttft_ms"] = round(self.stddev_ttft_ms, 3)
-            data["samples_ttft_ms"] = [round(v, 3) for v in self.samples_ttft_ms]
+        data: dict[str, object] = {"name": self.name, "n_prompt": self.n_prompt, "n_gen": self.n_gen}
+        data |= self.ts.to_dict("ts")
+        if self.ttft_ms is not None:
+            data |= self.ttft_ms.to_dict("ttft_ms")
         return data
 
 
@@ -133,7 +132,8 @@ def bench_prompt(engine: LocalEngine, n_prompt: int, repetitions: int) -> TestRe
     prompt = random_tokens(engine, n_prompt)
     _run(engine, prompt, 1)
     runs = [_run(engine, prompt, 1) for _ in range(repetitions)]
-    return TestResult(f"pp{n_prompt}", n_prompt, 0, [s.prompt_tps for s in runs], [s.ttft_ms for s in runs])
+    ts, ttft_ms = Samples([s.prompt_tps for s in runs]), Samples([s.ttft_ms for s in runs])
+    return TestResult(f"pp{n_prompt}", n_prompt, 0, ts, ttft_ms)
 
 
 def bench_gen(engine: LocalEngine, n_gen: int, repetitions: int) -> TestResult:
@@ -141,7 +141,8 @@ def bench_gen(engine: LocalEngine, n_gen: int, repetitions: int) -> TestResult:
     prompt = random_tokens(engine, 1)
     _run(engine, prompt, n_gen)
     runs = [_run(engine, prompt, n_gen) for _ in range(repetitions)]
-    return TestResult(f"tg{n_gen}", 0, n_gen, [n_gen / (s.prompt_ms + s.decode_ms) * 1000 for s in runs])
+    ts = Samples([n_gen / (s.prompt_ms + s.decode_ms) * 1000 for s in runs])
+    return TestResult(f"tg{n_gen}", 0, n_gen, ts)
 
 
 def run_bench(

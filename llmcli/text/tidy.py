@@ -132,29 +132,19 @@ _TRANSLATION_SENTENCE = re.compile(
 class _Task:
     words: re.Pattern[str]
     label: re.Pattern[str]
-    # Without a source to compare with, a colon line needs an opener ("Here is…") or a label to go.
-    strict: bool
-    offer_needs_topic: bool
     meta: re.Pattern[str]
     meta_topic: re.Pattern[str]
+    # Whether the output renders a source text (a translation) rather than restating it (a summary). Then a
+    # colon line can go as a preamble without an opener ("Here is…") or a label, since the source is there to
+    # compare with, and an offer must be about the assistant's work to go, since the source's own closing
+    # lines may hold one ("If you have any questions, call us.").
+    renders_source: bool
 
 
 _TRANSLATION = _Task(
-    words=_TRANSLATION_WORDS,
-    label=_TRANSLATION_LABEL,
-    strict=False,
-    offer_needs_topic=True,
-    meta=_TRANSLATION_META,
-    meta_topic=_TRANSLATION_META_TOPIC,
+    _TRANSLATION_WORDS, _TRANSLATION_LABEL, _TRANSLATION_META, _TRANSLATION_META_TOPIC, renders_source=True
 )
-_SUMMARY = _Task(
-    words=_SUMMARY_WORDS,
-    label=_SUMMARY_LABEL,
-    strict=True,
-    offer_needs_topic=False,
-    meta=_SUMMARY_META,
-    meta_topic=_SUMMARY_WORDS,
-)
+_SUMMARY = _Task(_SUMMARY_WORDS, _SUMMARY_LABEL, _SUMMARY_META, _SUMMARY_WORDS, renders_source=False)
 
 
 @dataclass(frozen=True)
@@ -245,7 +235,7 @@ def _tidy_once(text: str, task: _Task, source: _Source | None) -> str:
 
 def _strip_head(text: str, task: _Task, source: _Source | None) -> str:
     first, _, remainder = text.partition("\n")
-    own_line = bool(remainder.strip()) and _is_preamble(first, task, strict=task.strict)
+    own_line = bool(remainder.strip()) and _is_preamble(first, task, strict=not task.renders_source)
     if own_line and (source is None or not source.keeps_head(text)):
         keep_rule = source is not None and source.starts_with_rule
         return _drop_rule(remainder.strip(), at_start=True, keep=keep_rule)
@@ -304,7 +294,7 @@ def _is_tail(paragraph: str, task: _Task) -> bool:
         return False
     if _NOTE.match(text):
         return True
-    if _OFFER.match(text) and (not task.offer_needs_topic or _OFFER_TOPIC.search(text)):
+    if _OFFER.match(text) and (not task.renders_source or _OFFER_TOPIC.search(text)):
         return True
     if task.meta.match(text) and task.meta_topic.search(text):
         return True

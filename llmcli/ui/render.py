@@ -362,12 +362,12 @@ def bench_text(report: BenchReport) -> str:
         "threads": str(report.threads),
         "fa": "on" if report.flash_attn else "off",
     }
-    rows = [{**common, "test": t.name, "t/s": f"{t.avg_ts:.2f} ± {t.stddev_ts:.2f}"} for t in report.tests]
+    rows = [{**common, "test": t.name, "t/s": f"{t.ts.mean:.2f} ± {t.ts.stddev:.2f}"} for t in report.tests]
     lines = [markdown_table(rows), ""]
     lines += [
-        f"time to first token ({t.name}): {t.avg_ttft_ms:.1f} ± {t.stddev_ttft_ms:.1f} ms"
+        f"time to first token ({t.name}): {t.ttft_ms.mean:.1f} ± {t.ttft_ms.stddev:.1f} ms"
         for t in report.tests
-        if t.samples_ttft_ms
+        if t.ttft_ms is not None
     ]
     peak = report.peak_rss_bytes
     memory = _binary_size(peak) if peak is not None else "unknown"
