@@ -5,8 +5,11 @@ Native figures come from llama-bench (pp at depth 0, tg at the prompt's depth) o
 that llama-cpp-python bundles. llmcli runs as the installed command (`llmcli complete --json`);
 its decode speed is shown from llama.cpp's counters and from wall-clock time (which includes all
 of llmcli's per-token work). Rounds interleave the three so machine noise hits them alike.
+Decoding is greedy; --sampled uses llmcli's default chain (top-p 0.95, min-p 0.05, temperature 0.8,
+a fixed seed) and the same chain in create_completion (top_k=0), so the sampler's cost shows against
+llama-bench, which samples nothing.
 
-    python bench/decode.py [--threads 2] [--gen 256 1024] [--rounds 3]
+    python bench/decode.py [--threads 2] [--gen 256 1024] [--rounds 3] [--sampled]
 """
 
 from __future__ import annotations
@@ -16,8 +19,11 @@ import time
 from common import arguments, chosen_model, llama_bench, llmcli_json, median, prompt_text
 
 
-def create_completion_run(model: str, prompt: str, n: int, threads: int) -> tuple[float, float]:
-    """(prompt t/s, decode t/s) of llama-cpp-python's create_completion, streaming, greedy."""
+def create_completion_run(
+    model: str, prompt: str, n: int, threads: int, sampled: bool
+) -> tuple[float, float]:
+    """(prompt t/s, decode t/s) of llama-cpp-python's create_completion, streaming, greedy or sampled
+    with llmcli's default chain."""
     import llama_cpp
 
     llm = llama_cpp.Llama(
@@ -28,8 +34,13 @@ def create_completion_run(model: str, prompt: str, n: int, threads: int) -> tupl
     start = time.perf_counter()
     first = last = start
     count = 0
+    sampling = (
+        {"temperature": 0.8, "top_k": 0, "top_p": 0.95, "min_p": 0.05, "seed": 1}
+        if sampled
+        else {"temperature": 0.0}
+    )
     for _ in llm.create_completion(
-        prompt, max_tokens=n, temperature=0.0, stream=True, logit_bias={t: -1e9 for t in eog}
+        prompt, max_tokens=n, stream=True, logit_bias={t: -1e9 for t in eog}, **sampling
     ):
         last = time.perf_counter()
         if count == 0:
@@ -48,6 +59,7 @@ def main() -> None:
         prompt_tokens=400,
         rounds=3,
         no_create_completion=False,
+        sampled=False,
     )
 
     model = chosen_model(args.model)
@@ -60,13 +72,13 @@ def main() -> None:
         str(args.threads),
         "--flash-attn",
         "on",
-        "--greedy",
+        *(["--seed", "1"] if args.sampled else ["--greedy"]),
         "--ignore-eos",
     ]
     n_prompt = llmcli_json(*base, "-n", "1", stdin=prompt)["prompt_tokens"]
     print(
         f"model {model.name}, prompt {n_prompt} tokens, {args.threads} threads, flash attention on, "
-        f"{args.rounds} rounds"
+        f"{args.rounds} rounds, {'sampled (default chain)' if args.sampled else 'greedy'}"
     )
 
     native_pp: list[float] = []
@@ -91,7 +103,7 @@ def main() -> None:
             )
             ours_pp.append(result["prompt_tps"])
             if not args.no_create_completion:
-                pp, tg = create_completion_run(str(model), prompt, n, args.threads)
+                pp, tg = create_completion_run(str(model), prompt, n, args.threads, args.sampled)
                 rows[n]["cc"].append(tg)
                 cc_pp.append(pp)
 
