@@ -1,8 +1,9 @@
 """Commands run in this process, with an injected Environment over in-memory streams.
 
 The app builds one Environment at its entry and every command reaches it through the click context
-(`CliRunner().invoke(app, args, obj=env)` gives it one), so nothing here patches sys or spawns
-the installed command; option groups reach the commands packed and typed (llmcli/cli/options.py).
+(`CliRunner().invoke(app, args, obj=env)` gives it one), so nothing here patches sys or spawns the
+installed command, and settings, registry and caches come from its variables, not os.environ; option
+groups reach the commands packed and typed (llmcli/cli/options.py).
 """
 
 from __future__ import annotations
@@ -54,16 +55,23 @@ class Streams:
 
 
 @pytest.fixture
-def clean(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
-    """No inherited LLMCLI_* settings; llmcli's homes under tmp_path (settings still read os.environ)."""
+def clean(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, cli_env: dict[str, str]) -> dict[str, str]:
+    """The variables to inject: cli_env's, with llmcli's homes and caches under tmp_path.
+
+    os.environ's LLMCLI_HOME holds a config.toml that is not TOML, so a command that read its settings
+    from os.environ instead of the injected variables would fail.
+    """
     for var in [v for v in os.environ if v.startswith("LLMCLI_")]:
         monkeypatch.delenv(var)
-    monkeypatch.setenv("LLMCLI_HOME", str(tmp_path / "home"))
-    return tmp_path
+    wrong = tmp_path / "not-this-home"
+    (wrong / "config").mkdir(parents=True)
+    (wrong / "config" / "config.toml").write_text("model = [\n")
+    monkeypatch.setenv("LLMCLI_HOME", str(wrong))
+    return cli_env
 
 
-def test_complete_writes_to_the_injected_stdout(clean: Path, stories: Path) -> None:
-    io_ = Streams()
+def test_complete_writes_to_the_injected_stdout(clean: dict[str, str], stories: Path) -> None:
+    io_ = Streams(environ=clean)
     args = ["complete", "-m", str(stories), "--greedy", "-n", "12", "Once upon a time"]
     result = CliRunner().invoke(app, args, obj=io_.env)
     assert result.exit_code == 0, result.output
@@ -71,14 +79,29 @@ def test_complete_writes_to_the_injected_stdout(clean: Path, stories: Path) -> N
     assert io_.err.getvalue() == "" and result.output == ""  # nothing reached the process's streams
 
 
-def test_complete_reads_the_injected_stdin(clean: Path, stories: Path) -> None:
-    io_ = Streams(stdin=b"Once upon a time\n")
+def test_complete_reads_the_injected_stdin(clean: dict[str, str], stories: Path) -> None:
+    io_ = Streams(stdin=b"Once upon a time\n", environ=clean)
     result = CliRunner().invoke(
         app, ["complete", "-m", str(stories), "--greedy", "-n", "8", "--json"], obj=io_.env
     )
     assert result.exit_code == 0, result.output
     data = json.loads(io_.stdout)
     assert data["text"].startswith(", there was a little girl") and data["generated_tokens"] == 8
+
+
+def test_the_model_is_found_and_loaded_by_the_injected_variables(
+    clean: dict[str, str], stories: Path, tmp_path: Path
+) -> None:
+    registry = tmp_path / "models.toml"
+    registry.write_text(f'[models."tiny"]\npath = {json.dumps(str(stories))}\n')
+    io_ = Streams(environ={**clean, "LLMCLI_REGISTRY": str(registry), "LLMCLI_MODEL": "tiny"})
+    story = "Once upon a time, there was a little girl named Lily. She loved to play in the park."
+    prompt = " ".join([story] * 12)  # over the prompt cache's MIN_TOKENS, so its state is saved
+    args = ["complete", "--ctx", "512", "--greedy", "-n", "4", "--prompt-cache", "--json", prompt]
+    result = CliRunner().invoke(app, args, obj=io_.env)
+    assert result.exit_code == 0, io_.err.getvalue()
+    assert json.loads(io_.stdout)["generated_tokens"] == 4
+    assert list((Path(clean["LLMCLI_HOME"]) / "cache" / "prompt-cache").glob("*.kv"))
 
 
 def test_models_list_reads_the_injected_variables(tmp_path: Path) -> None:
@@ -117,14 +140,14 @@ def test_models_list_reads_the_injected_variables(tmp_path: Path) -> None:
     assert line.split()[1:4] == ["Q8_0", "30", "MB"] and "2 MB" in line
 
 
-def test_the_entry_point_reports_errors_on_the_injected_stderr(clean: Path, tmp_path: Path) -> None:
-    io_ = Streams()
+def test_the_entry_point_reports_errors_on_the_injected_stderr(clean: dict[str, str], tmp_path: Path) -> None:
+    io_ = Streams(environ=clean)
     code = run(["complete", "-m", str(tmp_path / "missing.gguf"), "hi"], io_.env)
     assert code == 3
     assert io_.stdout == ""
     err = io_.err.getvalue()
     assert err.startswith("error: ") and "not found" in err and len(err.splitlines()) == 1
-    usage = Streams()
+    usage = Streams(environ=clean)
     assert run(["complete", "--top-k", "many"], usage.env) == 2
     assert "(see `llmcli complete --help`)" in usage.err.getvalue()
 
@@ -159,7 +182,7 @@ def probe_app(seen: dict[str, object]) -> typer.Typer:
     return probe
 
 
-def test_groups_are_packed_typed_in_place() -> None:
+def test_groups_are_packed_typed_in_place(tmp_path: Path) -> None:
     seen: dict[str, object] = {}
     probe = probe_app(seen)
     command = typer.main.get_command(probe)
@@ -177,7 +200,10 @@ def test_groups_are_packed_typed_in_place() -> None:
     sampling = seen["sampling"]
     assert isinstance(sampling, SamplingOptions) and sampling.top_k == 5 and sampling.stop is None
     thinking = seen["thinking"]
-    assert isinstance(thinking, TaskThinking) and thinking.resolve().mode == "off"
+    home = {"LLMCLI_HOME": str(tmp_path)}
+    assert isinstance(thinking, TaskThinking) and thinking.resolve(home).mode == "off"
+    asked = thinking.resolve({**home, "LLMCLI_THINK": "on", "LLMCLI_REASONING_BUDGET": "64"})
+    assert (asked.mode, asked.budget) == ("on", 64)
     assert sampling.config(greedy_by_default=True).greedy
 
 
@@ -212,12 +238,11 @@ def test_a_group_of_groups_shows_their_options_and_packs_them_nested() -> None:
         inject(unknown)
 
 
-def test_a_group_without_backend_runs_locally(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setenv("LLMCLI_HOME", str(tmp_path))
-    monkeypatch.setenv("LLMCLI_BACKEND", "http://127.0.0.1:9/v1")
+def test_a_group_without_backend_runs_locally(tmp_path: Path) -> None:
+    environ = {"LLMCLI_HOME": str(tmp_path), "LLMCLI_BACKEND": "http://127.0.0.1:9/v1"}
     runtime = RuntimeOptions(ctx=256)
-    assert ModelOptions("m").settings(runtime).backend == "http://127.0.0.1:9/v1"
-    local = ModelOptions("m", omitted=frozenset({"backend"})).settings(runtime)
+    assert ModelOptions("m").settings(runtime, environ).backend == "http://127.0.0.1:9/v1"
+    local = ModelOptions("m", omitted=frozenset({"backend"})).settings(runtime, environ)
     assert local.backend is None and local.ctx == 256 and local.model == "m"
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import json
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import pytest
@@ -19,9 +19,9 @@ Run = Callable[..., subprocess.CompletedProcess[str]]
 GREEDY = SamplingConfig(temperature=0.0, max_tokens=24)
 
 
-def env(tty: bool) -> tuple[Environment, io.StringIO]:
+def env(tty: bool, environ: Mapping[str, str] | None = None) -> tuple[Environment, io.StringIO]:
     err = io.StringIO()
-    return Environment(io.BytesIO(), io.BytesIO(), err, False, False, tty, {"NO_COLOR": "1"}), err
+    return Environment(io.BytesIO(), io.BytesIO(), err, False, False, tty, environ or {"NO_COLOR": "1"}), err
 
 
 def test_the_meter_redraws_one_line_on_a_terminal_and_clears_it() -> None:
@@ -87,7 +87,7 @@ def test_complete_drafts_from_the_prompt_by_default_and_the_output_is_the_same(
 
 
 def test_summarize_shows_a_long_prompt_going_one_document_or_many(
-    run_cli: Run, stories: Path, tmp_path: Path
+    cli_env: dict[str, str], stories: Path, tmp_path: Path
 ) -> None:
     from typer.testing import CliRunner
 
@@ -102,7 +102,7 @@ def test_summarize_shows_a_long_prompt_going_one_document_or_many(
         (tmp_path / "short.txt").write_text("Tom saw a dog.")
         base = ["summarize", "-m", str(stories), "--ctx", "8192", "--greedy", "-n", "8", "--parallel", "1"]
         for paths in ([doc], [doc, tmp_path / "short.txt"]):
-            e, err = env(tty=False)
+            e, err = env(tty=False, environ=cli_env)
             result = CliRunner().invoke(app, [*base, *map(str, paths)], obj=e)
             assert result.exit_code == 0, err.getvalue()
             lines = [line for line in err.getvalue().splitlines() if line.startswith("prompt ")]

@@ -89,14 +89,17 @@ def test_cli_second_run_starts_from_the_cache(
     assert second["text"] == first["text"]
 
 
-def test_the_size_bound_is_a_setting(stories: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_size_bound_is_a_setting(stories: Path, tmp_path: Path) -> None:
     from llmcli.config import Settings
     from llmcli.errors import UsageError
     from llmcli.tasks.runtime import load_model
 
-    monkeypatch.setenv("LLMCLI_HOME", str(tmp_path))
-    with load_model(Settings(model=str(stories), prompt_cache_mb=3), prompt_cache=True) as loaded:
-        assert loaded.local().prompt_cache is not None
-        assert loaded.local().prompt_cache.max_bytes == 3 << 20
+    environ = {"LLMCLI_HOME": str(tmp_path)}
+    with load_model(
+        Settings(model=str(stories), prompt_cache_mb=3), prompt_cache=True, environ=environ
+    ) as loaded:
+        cache = loaded.local().prompt_cache
+        assert cache is not None and cache.max_bytes == 3 << 20
+        assert cache.folder == tmp_path / "cache" / "prompt-cache"  # where the given LLMCLI_HOME says
     with pytest.raises(UsageError, match="prompt_cache_mb"):
-        load_model(Settings(model=str(stories), prompt_cache_mb=0), prompt_cache=True)
+        load_model(Settings(model=str(stories), prompt_cache_mb=0), prompt_cache=True, environ=environ)

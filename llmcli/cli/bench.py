@@ -63,7 +63,7 @@ def bench(
 
     plan = BenchPlan(prompt_tokens, gen_tokens, repetitions)
     plan.validate()
-    settings = model.settings(runtime)
+    settings = model.settings(runtime, env.environ)
     loaded = LoadOptions(offline=offline).load(env, settings, verbose=verbose)
     build = build_info()
     with loaded.local() as engine:

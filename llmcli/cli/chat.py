@@ -88,8 +88,8 @@ def chat(
     from llmcli.ui.repl import Repl
 
     config = sampling.config()
-    settings = model.settings(runtime)
-    think = thinking.resolve()
+    settings = model.settings(runtime, env.environ)
+    think = thinking.resolve(env.environ)
     constraint = structured.constraint()
     if system is not None and system_file is not None:
         raise UsageError("give --system or --system-file, not both")

@@ -64,8 +64,8 @@ def complete(
     from llmcli.ui.render import PromptMeter, ThoughtPrinter, finish_note, note, stats_line, thinking_note
 
     config = replace(sampling.config(), constraint=structured.constraint())
-    settings = model.settings(runtime)
-    think = thinking.resolve()
+    settings = model.settings(runtime, env.environ)
+    think = thinking.resolve(env.environ)
     names = [str(p) for p in file or ()]
     stdin_text = None if "-" in names else env.read_stdin()
     files = read_files(names, stdin=env.stdin.read)

@@ -77,7 +77,7 @@ def _each_model(
 ) -> Iterator[LoadedModel]:
     """Load each -m model in turn (the configured default when none), yielding it while it is open."""
     for model in models.each():
-        with load.load(env, model.settings(runtime), verbose=verbose) as loaded:
+        with load.load(env, model.settings(runtime, env.environ), verbose=verbose) as loaded:
             yield loaded
 
 
@@ -169,9 +169,8 @@ class EvalOptions(OptionGroup):
         from llmcli.ui.render import BatchProgress, note
 
         config = self.sampling.config(greedy_by_default=True)
-        make = bind(
-            task, env, self.load, False, sampling=config, thinking=self.thinking.resolve(), **settings
-        )
+        think = self.thinking.resolve(env.environ)
+        make = bind(task, env, self.load, False, sampling=config, thinking=think, **settings)
         models = _each_model(env, self.models, self.runtime, self.load, self.verbose)
         bar = BatchProgress(env, lines=False)
         try:

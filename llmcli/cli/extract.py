@@ -80,7 +80,7 @@ def extract(
     run_job(
         env,
         BatchJob(sources, stdin, output, batch.force, "extracted"),
-        model.settings(runtime),
+        model.settings(runtime, env.environ),
         load,
         extractor,
     )

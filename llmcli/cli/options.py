@@ -393,11 +393,13 @@ class ModelOptions(OptionGroup):
     model: Model = None
     backend: Backend = None
 
-    def settings(self, runtime: RuntimeOptions) -> Settings:
-        """Settings from defaults, config file and environment, overridden by the command's flags."""
+    def settings(self, runtime: RuntimeOptions, environ: Mapping[str, str]) -> Settings:
+        """Settings from defaults, config file and environ, overridden by the command's flags."""
         from llmcli.config import load_settings
 
-        merged = load_settings().merged(model=self.model, backend=self.backend, **runtime.values())
+        merged = load_settings(environ=environ).merged(
+            model=self.model, backend=self.backend, **runtime.values()
+        )
         return merged if self.offers("backend") else replace(merged, backend=None)
 
 
@@ -452,12 +454,12 @@ class ThinkingOptions(OptionGroup):
         """Whether --think or --reasoning-budget was given."""
         return self.think is not None or self.reasoning_budget is not None
 
-    def resolve(self) -> Thinking:
+    def resolve(self, environ: Mapping[str, str]) -> Thinking:
         """--think and --reasoning-budget over the config file and LLMCLI_THINK/LLMCLI_REASONING_BUDGET."""
         from llmcli.config import load_settings
         from llmcli.reasoning import Thinking
 
-        config = load_settings()
+        config = load_settings(environ=environ)
         budget = config.reasoning_budget if self.reasoning_budget is None else self.reasoning_budget
         return Thinking.parse(self.think or config.think or self.default, budget)
 
@@ -552,6 +554,7 @@ class LoadOptions(OptionGroup):
             auto_parallel=auto,
             draft_model=self.draft_model,
             prompt_meter=meter,
+            environ=env.environ,
         )
 
 

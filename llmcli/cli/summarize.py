@@ -73,7 +73,7 @@ def summarize(
         length=length, words=words, style=style, lang=lang, instructions=instructions, strategy=strategy
     )
     options.validate()
-    config, think = sampling.config(), thinking.resolve()  # read once, not per document
+    config, think = sampling.config(), thinking.resolve(env.environ)  # read once, not per document
     one_output(out_dir=out_dir, jsonl=batch.jsonl)
     prompts = batch.prompts()
     sources, stdin = read_inputs(env, paths, "summarize")
@@ -81,4 +81,4 @@ def summarize(
     summarizer = bind(
         Summarizer, env, load, verbose, sampling=config, options=options, prompts=prompts, thinking=think
     )
-    run_job(env, job, model.settings(runtime), load, summarizer)
+    run_job(env, job, model.settings(runtime, env.environ), load, summarizer)

@@ -123,7 +123,7 @@ def translate(
         source=resolve_language(source_lang) if source_lang else None,
         glossary=load_glossary(glossary) if glossary else (),
     )
-    config, think = sampling.config(greedy_by_default=True), thinking.resolve()  # read once
+    config, think = sampling.config(greedy_by_default=True), thinking.resolve(env.environ)  # read once
     one_output(out=out, out_dir=out_dir, jsonl=batch.jsonl)
     prompts = batch.prompts()
     args = inputs or []
@@ -151,7 +151,7 @@ def translate(
     run_job(
         env,
         BatchJob(sources, stdin, output, batch.force, "translated"),
-        model.settings(runtime),
+        model.settings(runtime, env.environ),
         load,
         translator,
     )

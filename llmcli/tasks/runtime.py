@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import suppress
 from dataclasses import dataclass, replace
 
@@ -25,9 +25,14 @@ from llmcli.models.store import Progress, Store
 MIN_SEQUENCE_CTX = 1024  # automatic --parallel keeps at least this much context per sequence
 
 
-def model_ref(settings: Settings, registry: Registry | None = None) -> ModelRef:
-    """The reference to use: -m, else LLMCLI_MODEL / config, else the registry's default."""
-    registry = registry or load_registry()
+def model_ref(
+    settings: Settings, registry: Registry | None = None, *, environ: Mapping[str, str] | None = None
+) -> ModelRef:
+    """The reference to use: -m, else LLMCLI_MODEL / config, else the registry's default.
+
+    environ: the variables that locate the registry when none is given (None: os.environ).
+    """
+    registry = registry or load_registry(environ=environ)
     text = settings.model
     if not text:
         default = registry.default
@@ -119,6 +124,7 @@ def load_model(
     auto_parallel: bool = False,
     draft_model: str | None = None,
     prompt_meter: Callable[[int, int], None] | None = None,
+    environ: Mapping[str, str] | None = None,
 ) -> LoadedModel:
     """Resolve (downloading it first if needed) and load the settings' model.
 
@@ -128,6 +134,7 @@ def load_model(
     draft_model: a small model of the same vocabulary that drafts for speculative decoding (one
     sequence at a time only: with several, drafts are not used, so it is not loaded).
     prompt_meter: told (evaluated, total) while a long prompt is evaluated (one sequence at a time).
+    environ: the variables that locate the registry, hub cache and llmcli's folders (None: os.environ).
     """
     if parallel < 1:
         raise UsageError(f"--parallel must be >= 1, got {parallel}")
@@ -136,9 +143,9 @@ def load_model(
     if settings.backend:
         if draft_model:
             raise UsageError("--draft-model drafts for a local model, not for --backend")
-        return _load_remote(settings, parallel)
-    ref = model_ref(settings)
-    path = Store(offline=offline).resolve(ref, progress)
+        return _load_remote(settings, parallel, environ)
+    ref = model_ref(settings, environ=environ)
+    path = Store(offline=offline, environ=environ).resolve(ref, progress)
     if settings.threads and settings.threads > (cpus := logical_cpus()) and progress:
         progress.note(f"--threads {settings.threads} is more than the {cpus} CPUs here: using {cpus}")
     options = EngineOptions(
@@ -164,25 +171,27 @@ def load_model(
         )
     if draft_model and parallel == 1:
         try:
-            draft_path = Store(offline=offline).resolve(load_registry().parse(draft_model), progress)
+            draft_ref = load_registry(environ=environ).parse(draft_model)
+            draft_path = Store(offline=offline, environ=environ).resolve(draft_ref, progress)
             engine.use_draft_model(LocalEngine(draft_path, replace(options, n_ctx=engine.n_ctx)))
         except BaseException:
             engine.close()
             raise
     if prompt_cache:
-        folder = Paths.from_env().cache_dir / "prompt-cache"
+        folder = Paths.from_env(environ).cache_dir / "prompt-cache"
         engine.use_prompt_cache(PromptCache(folder, settings.prompt_cache_mb << 20))
     return LoadedModel(engine, ref, ParallelEngine(engine) if parallel > 1 else None, model=engine)
 
 
-def _load_remote(settings: Settings, parallel: int) -> LoadedModel:
+def _load_remote(settings: Settings, parallel: int, environ: Mapping[str, str] | None = None) -> LoadedModel:
     """The settings' server as an engine; -m names its model, and lends a tokenizer if it is local."""
     from llmcli.engine.remote import BackendOptions, RemoteEngine
 
     local_copy = None
     if settings.model:
         with suppress(LlmcliError):  # else a name only the server knows
-            local_copy = Store(offline=True).resolve(load_registry().parse(settings.model))
+            ref = load_registry(environ=environ).parse(settings.model)
+            local_copy = Store(offline=True, environ=environ).resolve(ref)
     options = BackendOptions(
         settings.backend or "",
         api_key=settings.api_key,
