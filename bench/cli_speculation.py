@@ -5,8 +5,10 @@ prompt on stdin as a user pipes it, for three grounded tasks and text with no re
 
 - tldr: a news article (../shared/eval/summ), then "TL;DR:"
 - quote: the article, then an instruction to quote its first paragraph and its first words
-- code: a Python module (llmcli/sampling.py, as `cat file.py | llmcli complete ...` sends it),
-  then "# The same module, with type hints kept:" and the module's first lines
+- code: a Python module (llmcli/sampling.py) in a ``` fence as one pastes it, then "The same
+  module, with type hints kept:" and a new fence with the module's first lines: the model rewrites it
+- code, unfenced: the module as `cat file.py` sends it, then "# The same module, with type hints
+  kept:" and its first lines; there Gemma copies the docstring and then writes functions of its own
 - no repeats: FLORES-200 English lines from 16 articles, joined (unrelated sentences), for the
   model to continue; greedy with --repeat-penalty 1.3, since plain greedy decoding of a small base
   model soon loops on its own sentences, which prompt lookup then drafts (85% accepted on Gemma)
@@ -52,7 +54,11 @@ def cases() -> dict[str, tuple[str, list[str]]]:
             f"{text}\n\nQuote the article's first paragraph word for word:\n\n{' '.join(first.split()[:6])}",
             greedy,
         ),
-        "code": (f"{module}\n\n# The same module, with type hints kept:\n\n{head}\n", greedy),
+        "code": (
+            f"```python\n{module}```\n\nThe same module, with type hints kept:\n\n```python\n{head}\n",
+            greedy,
+        ),
+        "code, unfenced": (f"{module}\n\n# The same module, with type hints kept:\n\n{head}\n", greedy),
         "no repeats": (prose, [*greedy, "--repeat-penalty", "1.3"]),
         "tldr, sampled": (f"{text}\n\nTL;DR:", sampled),
         "no repeats, sampled": (prose, sampled),
@@ -85,12 +91,15 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--ctx", type=int, default=4096)
     ap.add_argument("--show", action="store_true", help="print the start of each case's text")
-    ap.add_argument("--cases", help="comma-separated case names (default: all)")
+    ap.add_argument("--case", action="append", help="a case to run, by name; repeat for more (default: all)")
     args = ap.parse_args()
     model = str(chosen_model(args.model))
     chosen = cases()
-    if args.cases:
-        chosen = {k: v for k, v in chosen.items() if k in args.cases.split(",")}
+    if args.case:
+        unknown = set(args.case) - set(chosen)
+        if unknown:
+            ap.error(f"unknown case {', '.join(sorted(unknown))}; the cases: {', '.join(chosen)}")
+        chosen = {k: v for k, v in chosen.items() if k in args.case}
 
     start = time.perf_counter()
     runs: dict[str, dict[bool, list[dict]]] = {name: {False: [], True: []} for name in chosen}
