@@ -587,6 +587,16 @@ R = TypeVar("R")
 _CONTEXT = "click_context"  # the parameter through which typer hands a wrapper the click context
 
 
+_HINTS: dict[type[OptionGroup], dict[str, Any]] = {}
+
+
+def _group_hints(group: type[OptionGroup]) -> dict[str, Any]:
+    """A group's resolved field types, cached: a command's groups are walked once per option."""
+    if group not in _HINTS:
+        _HINTS[group] = get_type_hints(group, include_extras=True)
+    return _HINTS[group]
+
+
 @dataclass(frozen=True)
 class _Placed:
     """A group parameter of a command: its name, the group, and what the command leaves out or changes.
@@ -620,7 +630,7 @@ class _Placed:
 
     def _members(self) -> Iterator[tuple[Field[Any], Any, _Placed | None]]:
         """Each field, its type hint, and where the field is itself a group, that group placed."""
-        hints = get_type_hints(self.group, include_extras=True)
+        hints = _group_hints(self.group)
         for f in self.group.option_fields():
             yield f, hints[f.name], _Placed.of(f.name, hints[f.name], self.omit, self.override)
 
