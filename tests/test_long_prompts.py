@@ -72,9 +72,10 @@ def test_the_engine_reports_each_batch_and_a_ctrl_c_between_batches_leaves_it_ex
 def test_complete_drafts_from_the_prompt_by_default_and_the_output_is_the_same(
     run_cli: Run, stories: Path
 ) -> None:
-    story = (
-        "Once upon a time, there was a little girl named Lily. She loved to play outside in the park. " * 3
-    )
+    # The story told three times and begun again: the model retells its first sentence (it diverges
+    # after that), a long match that is worth drafting.
+    story = "Once upon a time, there was a little girl named Lily. She loved to play outside in the park. "
+    story = story * 3 + "Once"
     runs = {
         flag: json.loads(
             run_cli("complete", "-m", str(stories), "--greedy", "-n", "48", "--json", *flag, story).stdout

@@ -20,7 +20,7 @@ from llmcli.engine.options import EngineOptions, kv_cache_bytes
 from llmcli.engine.output import TokenOutput
 from llmcli.engine.promptcache import MIN_TOKENS as PROMPT_CACHE_MIN_TOKENS
 from llmcli.engine.promptcache import PromptCache, model_key
-from llmcli.engine.speculative import DraftBudget, ModelDrafter, NgramIndex
+from llmcli.engine.speculative import DraftBudget, ModelDrafter, NgramIndex, StepCosts
 from llmcli.errors import ContextOverflowError, UsageError
 from llmcli.models.ggufinfo import GGUFInfo, read_gguf
 from llmcli.sampling import SamplingConfig
@@ -51,6 +51,7 @@ class LocalEngine:
         self.n_threads, self.gpu_layers = context.n_threads, context.gpu_layers
         self.capabilities = Capabilities(speculation=self.can_speculate, scoring=True)
         self._kv: list[int] = []  # tokens whose K/V are in the cache for sequence 0, in order
+        self._step_costs = StepCosts()  # this machine's, so it outlives each generation
         if options.n_seq_max == 1:
             # Several sequences are decoded by ParallelEngine's own thread, which warms up there:
             # llama.cpp's CPU backend runs on OpenMP, and once another thread has its own OpenMP
@@ -173,11 +174,12 @@ class LocalEngine:
             index: NgramIndex | ModelDrafter | None = None
             if lookup > 0:
                 index = ModelDrafter(self._draft_model, tokens) if self._draft_model else NgramIndex(tokens)
-            budget = DraftBudget(lookup)
+            budget = DraftBudget(lookup, self._step_costs)
             n_past = len(tokens)
             token = choose(-1)
             take, finished = out.take, out.finished
-            decode_one, cached = context.decode_one, self._kv.append
+            decode_one, cached, timed = context.decode_one, self._kv.append, self._step_costs.observe
+            clock = time.perf_counter
 
             while True:
                 # `token` was sampled from the logits after n_past tokens and is not in the cache yet.
@@ -188,19 +190,23 @@ class LocalEngine:
                 if index is not None:
                     index.append(token)
                     # Room for the drafts and the token sampled after them, within context and -n.
-                    room = min(n_ctx - n_past, (limit or n_ctx) - stats.generated_tokens) - 1
-                    size = min(budget.next_size(), room, n_batch - 1)
+                    room = min(n_ctx - n_past, (limit or n_ctx) - stats.generated_tokens, n_batch) - 1
+                    evidence = index.evidence()
+                    size = budget.size(evidence, room)
                     drafts = index.draft(size) if size > 0 else []
+                began = clock()
                 if not drafts:
                     decode_one(token, n_past)
                     cached(token)
                     n_past += 1
                     token = choose(-1)
+                    timed(0, clock() - began)
                     continue
                 self._submit([token, *drafts], n_past, 0, len(drafts) + 1)
                 n_past += 1
                 accepted = 0
                 token = choose(0)
+                timed(len(drafts), clock() - began)
                 while accepted < len(drafts) and token == drafts[accepted]:
                     # The model agrees with the draft here; emit it like any sampled token.
                     accepted += 1
@@ -210,7 +216,7 @@ class LocalEngine:
                     index.append(token)  # type: ignore[union-attr]
                     n_past += 1
                     token = choose(accepted)
-                budget.record(len(drafts), accepted)
+                budget.record(evidence, len(drafts), accepted)
                 stats.drafted_tokens += len(drafts)
                 stats.accepted_tokens += accepted
                 self._drop_after(n_past)

@@ -4,19 +4,23 @@ one batched decode, keeping only those it agrees with (so the output is what pla
 Prompt lookup (`NgramIndex`): summaries, translations of names and code, and chat answers quoting the
 prompt copy long runs of tokens from their context. When the last few tokens occurred before, the
 tokens that followed them then are a cheap draft. `ModelDrafter` drafts with a small model of the same
-vocabulary instead (`--draft-model`). `DraftBudget` sizes the drafts and pauses them where they fail.
+vocabulary instead (`--draft-model`). `DraftBudget` sizes each draft by what it is expected to gain,
+from the acceptance seen so far and what verifying costs on this machine (`StepCosts`).
 """
 
 from __future__ import annotations
 
+import statistics
+from collections import deque
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 if TYPE_CHECKING:
     from llmcli.engine.local import LocalEngine
 
 MAX_NGRAM = 3
 MIN_NGRAM = 2  # a single repeated token ("the", ",") predicts too little to be worth verifying
+MAX_EVIDENCE = 5  # matches of this many tokens or more share one acceptance estimate
 
 
 class NgramIndex:
@@ -25,6 +29,7 @@ class NgramIndex:
     def __init__(self, tokens: Iterable[int] = ()) -> None:
         self.tokens: list[int] = []
         self._ends: dict[tuple[int, ...], int] = {}
+        self._match = (-1, 0, 0)  # (len(tokens) it was found at, continuation start, length)
         for token in tokens:
             self.append(token)
 
@@ -38,58 +43,116 @@ class NgramIndex:
                 self._ends[tuple(tokens[end - n : end])] = end
         tokens.append(token)
 
+    def evidence(self) -> int:
+        """How many of the latest tokens occurred before where the draft comes from: the longest
+        n-gram's latest occurrence, extended backwards up to MAX_EVIDENCE (0: no n-gram recurs)."""
+        return self._matched()[1]
+
     def draft(self, limit: int) -> list[int]:
         """Up to limit tokens that followed the latest earlier occurrence of the longest matching suffix."""
+        start = self._matched()[0]
+        return self.tokens[start : start + limit] if start >= 0 else []
+
+    def _matched(self) -> tuple[int, int]:
         tokens = self.tokens
+        at, start, length = self._match
+        if at == len(tokens):
+            return start, length
+        start, length = -1, 0
         for n in range(MAX_NGRAM, MIN_NGRAM - 1, -1):
-            if len(tokens) < n:
-                continue
-            start = self._ends.get(tuple(tokens[-n:]))
-            if start is not None and start < len(tokens):
-                return tokens[start : start + limit]
-        return []
+            found = self._ends.get(tuple(tokens[-n:])) if len(tokens) >= n else None
+            if found is not None and found < len(tokens):
+                start, length = found, n
+                while length < MAX_EVIDENCE and found > length:
+                    if tokens[found - length - 1] != tokens[-length - 1]:
+                        break
+                    length += 1
+                break
+        self._match = (len(tokens), start, length)
+        return start, length
+
+
+class StepCosts:
+    """What verifying a draft costs in plain decoding steps, from the engine's own step times.
+
+    A batch's time is not linear in its rows: each row goes through the output layer (over half a
+    step for a 262k vocabulary on a CPU), and the kernels tile rows, so on Gemma 3 270M with two
+    cores four rows cost less than three. So it is measured per draft size as the engine decodes,
+    each batch against the median of the latest plain steps (a changed thread count moves both). A
+    size not measured yet is priced at PRIOR_ROW steps a row, on the cheap side, so that it gets
+    tried; the prior stays one of the values whose median is the price.
+    """
+
+    PRIOR_ROW = 0.4
+    WINDOW = 8
+
+    def __init__(self) -> None:
+        self._plain: deque[float] = deque(maxlen=self.WINDOW)  # seconds of the latest plain steps
+        self._ratios: dict[int, deque[float]] = {}  # draft size -> the latest verifications' costs
+        self._prices: dict[int, float] = {}
+
+    def observe(self, drafts: int, seconds: float) -> None:
+        """The time of one decode (and the sampling of its first row) that verified drafts tokens."""
+        if not drafts:
+            self._plain.append(seconds)
+            return
+        if not self._plain:
+            return
+        # k + 1 rows cost at least one step and at most k + 1 (decoded one by one); a descheduled
+        # decode can take any time, so it is clipped to that.
+        ratio = min(max(seconds / statistics.median(self._plain), 1.0), 1.0 + drafts)
+        self._ratios.setdefault(drafts, deque(maxlen=self.WINDOW)).append(ratio)
+        self._prices.pop(drafts, None)
+
+    def relative(self, drafts: int) -> float:
+        """The cost of verifying drafts tokens, in plain steps."""
+        price = self._prices.get(drafts)
+        if price is None:
+            prior = 1 + self.PRIOR_ROW * drafts
+            price = self._prices[drafts] = statistics.median([prior, *self._ratios.get(drafts, ())])
+        return price
 
 
 class DraftBudget:
-    """How many tokens to draft next: grows while drafts are accepted, backs off when they are not.
+    """How many tokens to draft: the number with the largest expected gain, or none.
 
-    A rejected draft costs a little (the batch carried tokens that were thrown away), so after
-    failures drafting pauses for a growing number of steps: on text with no repeats it almost
-    never runs, and plain decoding speed is kept.
+    Verifying k drafts costs StepCosts.relative(k) plain steps and yields the accepted drafts plus
+    one sampled token. The first draft token's acceptance is estimated per evidence (the matched
+    length: longer matches are surer), each further one's given its predecessor's by one estimate,
+    both Beta-smoothed counts from this generation's verifications. On text with no repeats only
+    short matches turn up, whose expected gain is below their cost: plain decoding speed is kept.
     """
 
-    def __init__(self, max_tokens: int) -> None:
-        self.max_tokens = max_tokens
-        self.size = min(4, max_tokens)
-        self._pause = 0
-        self._backoff = 1
-        self.drafted = self.accepted = 0
+    # (accepted, rejected) pseudo-counts for the first token, by evidence; they favour long matches
+    PRIOR_FIRST: ClassVar[dict[int, tuple[int, int]]] = {2: (1, 4), 3: (1, 2), 4: (2, 2), 5: (4, 1)}
+    PRIOR_NEXT = (8, 2)
 
-    def next_size(self) -> int:
-        """Tokens to draft at this step (0: decode plainly)."""
-        if self._pause > 0:
-            self._pause -= 1
+    def __init__(self, max_tokens: int, costs: StepCosts) -> None:
+        self.max_tokens, self.costs = max_tokens, costs
+        self._first = {evidence: list(counts) for evidence, counts in self.PRIOR_FIRST.items()}
+        self._next = list(self.PRIOR_NEXT)
+
+    def size(self, evidence: int, room: int) -> int:
+        """Tokens to draft after a match of evidence tokens, at most room (0: decode plainly)."""
+        if evidence < MIN_NGRAM:
             return 0
-        return self.size
+        hits, misses = self._first[min(evidence, MAX_EVIDENCE)]
+        reach, carry = hits / (hits + misses), self._next[0] / sum(self._next)
+        best, size, expected = 0.0, 0, 0.0
+        for k in range(1, min(self.max_tokens, room) + 1):
+            expected += reach  # the chance that draft k is accepted: all before it were
+            reach *= carry
+            gain = expected + 1 - self.costs.relative(k)
+            if gain > best:
+                best, size = gain, k
+        return size
 
-    def record(self, drafted: int, accepted: int) -> None:
-        """The outcome of one verification."""
-        self.drafted += drafted
-        self.accepted += accepted
-        if accepted == drafted:
-            self.size = min(self.max_tokens, self.size * 2)
-            self._backoff = 1
-        elif accepted == 0:
-            self.size = max(1, self.size // 2)
-            self._pause = self._backoff
-            self._backoff = min(self._backoff * 2, 64)
-        else:
-            self.size = max(1, accepted + 1)
-            self._backoff = 1
-
-    @property
-    def acceptance(self) -> float:
-        return self.accepted / self.drafted if self.drafted else 0.0
+    def record(self, evidence: int, drafted: int, accepted: int) -> None:
+        """The outcome of one verification of drafted tokens after a match of evidence tokens."""
+        self._first[min(evidence, MAX_EVIDENCE)][0 if accepted else 1] += 1
+        if accepted:
+            self._next[0] += accepted - 1
+            self._next[1] += int(accepted < drafted)
 
 
 class ModelDrafter:
@@ -105,6 +168,10 @@ class ModelDrafter:
 
     def append(self, token: int) -> None:
         self.tokens.append(token)
+
+    def evidence(self) -> int:
+        """A draft model's guess is trusted at first like the longest prompt-lookup match."""
+        return MAX_EVIDENCE
 
     def draft(self, limit: int) -> list[int]:
         context = list(self.tokens)
