@@ -16,6 +16,7 @@ from typing import Any
 
 from llmcli.engine.context import Context
 from llmcli.engine.contract import Capabilities, Generation, Pieces, Unsupported, prompt_tokens
+from llmcli.engine.costfile import load_costs, save_costs
 from llmcli.engine.options import EngineOptions, kv_cache_bytes
 from llmcli.engine.output import TokenOutput
 from llmcli.engine.promptcache import MIN_TOKENS as PROMPT_CACHE_MIN_TOKENS
@@ -52,6 +53,7 @@ class LocalEngine:
         self.capabilities = Capabilities(speculation=self.can_speculate, scoring=True)
         self._kv: list[int] = []  # tokens whose K/V are in the cache for sequence 0, in order
         self._step_costs = StepCosts()  # this machine's, so it outlives each generation
+        self._cost_file: tuple[Path, str] | None = None
         if options.n_seq_max == 1:
             # Several sequences are decoded by ParallelEngine's own thread, which warms up there:
             # llama.cpp's CPU backend runs on OpenMP, and once another thread has its own OpenMP
@@ -87,6 +89,9 @@ class LocalEngine:
         if self._draft_model is not None:
             self._draft_model.close()
             self._draft_model = None
+        if self._cost_file is not None:
+            save_costs(*self._cost_file, self._step_costs.measured())
+            self._cost_file = None
         self.context.close()
 
     def __enter__(self) -> LocalEngine:
@@ -186,6 +191,7 @@ class LocalEngine:
                 yield from take(token)
                 if finished(n_past, n_ctx):
                     break
+                began = clock()  # a draft model's drafting is part of what a verification costs
                 drafts: list[int] = []
                 if index is not None:
                     index.append(token)
@@ -194,7 +200,6 @@ class LocalEngine:
                     evidence = index.evidence()
                     size = budget.size(evidence, room)
                     drafts = index.draft(size) if size > 0 else []
-                began = clock()
                 if not drafts:
                     decode_one(token, n_past)
                     cached(token)
@@ -280,6 +285,13 @@ class LocalEngine:
                 hint="pick a smaller model of the same family (same tokenizer)",
             )
         self._draft_model = model
+
+    def use_cost_file(self, path: Path) -> None:
+        """Start from the verification costs that earlier runs of this model, with these threads and
+        offload, measured and kept in path; keep this run's there when the engine closes."""
+        key = f"{model_key(self.model_path)}|threads={self.n_threads}|gpu={self.gpu_layers}"
+        self._step_costs.remember(load_costs(path, key))
+        self._cost_file = (path, key)
 
     def use_prompt_cache(self, cache: PromptCache) -> None:
         """Restore long prompt prefixes from cache, and save long prompts to it."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import statistics
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, ClassVar
 
 if TYPE_CHECKING:
@@ -92,17 +92,27 @@ class StepCosts:
         self._prices: dict[int, float] = {}
 
     def observe(self, drafts: int, seconds: float) -> None:
-        """The time of one decode (and the sampling of its first row) that verified drafts tokens."""
+        """The time of one step that verified drafts tokens: drafting, decoding, sampling its first row."""
         if not drafts:
             self._plain.append(seconds)
             return
         if not self._plain:
             return
-        # k + 1 rows cost at least one step and at most k + 1 (decoded one by one); a descheduled
-        # decode can take any time, so it is clipped to that.
+        # k + 1 rows cost at least one step and at most k + 1 (decoded one by one; at that price a
+        # draft never pays); a descheduled decode, or a draft model's drafting, can take any time.
         ratio = min(max(seconds / statistics.median(self._plain), 1.0), 1.0 + drafts)
         self._ratios.setdefault(drafts, deque(maxlen=self.WINDOW)).append(ratio)
         self._prices.pop(drafts, None)
+
+    def measured(self) -> dict[int, list[float]]:
+        """The costs measured so far by draft size, for `remember` in a later run."""
+        return {size: list(ratios) for size, ratios in self._ratios.items()}
+
+    def remember(self, measured: Mapping[int, Sequence[float]]) -> None:
+        """Start from costs an earlier run measured (the latest WINDOW per size are kept)."""
+        for size, ratios in measured.items():
+            self._ratios.setdefault(size, deque(maxlen=self.WINDOW)).extend(ratios)
+        self._prices.clear()
 
     def relative(self, drafts: int) -> float:
         """The cost of verifying drafts tokens, in plain steps."""

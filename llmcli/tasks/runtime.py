@@ -177,6 +177,8 @@ def load_model(
         except BaseException:
             engine.close()
             raise
+    if parallel == 1:  # what verifying drafts costs here, measured by earlier runs
+        engine.use_cost_file(Paths.from_env(environ).cache_dir / "step-costs.json")
     if prompt_cache:
         folder = Paths.from_env(environ).cache_dir / "prompt-cache"
         engine.use_prompt_cache(PromptCache(folder, settings.prompt_cache_mb << 20))
