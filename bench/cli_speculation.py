@@ -18,7 +18,10 @@ prompt on stdin as a user pipes it, for three grounded tasks and text with no re
 Each case runs on and off, alternating which goes first, for --rounds rounds. Decode t/s is
 generated_tokens / decode_ms (llama.cpp's counters, the same formula both ways); "wall" is
 generated_tokens / (total_ms - ttft_ms), which adds llmcli's own per-token work (drafting,
-sampling, detokenizing). --ignore-eos makes every run decode exactly -n tokens.
+sampling, detokenizing); it is the one to read, since llama.cpp's counters book less than all of a
+batched decode's time. --ignore-eos makes every run decode exactly -n tokens. llmcli keeps the
+verification costs it measures in its cache folder (step-costs.json): only the first run on a
+machine sizes its drafts from the prior.
 
     python bench/cli_speculation.py [--model PATH] [--rounds 3] [--tokens 128] [--draft 8]
 """
