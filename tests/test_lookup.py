@@ -52,11 +52,12 @@ def measured(plain: float, **verifications: list[float]) -> StepCosts:
     return costs
 
 
-def test_step_costs_are_measured_ratios_with_the_prior_as_one_of_them() -> None:
+def test_step_costs_are_measured_ratios_and_a_size_tried_once_is_tried_again() -> None:
     assert StepCosts().relative(3) == pytest.approx(1 + 3 * StepCosts.PRIOR_ROW)  # nothing measured yet
-    costs = measured(0.02, k1=[0.032, 0.032, 0.032], k3=[0.046])
-    assert costs.relative(1) == pytest.approx(1.6)  # the median of 1.4 (prior) and three 1.6s
-    assert costs.relative(3) == pytest.approx((2.2 + 2.3) / 2)
+    costs = measured(0.02, k1=[0.032, 0.03, 0.05], k3=[0.06], k5=[0.04, 0.05])
+    assert costs.relative(1) == pytest.approx(1.6)  # the median of three
+    assert costs.relative(3) == pytest.approx(2.2)  # one slow decode: the prior's price still
+    assert costs.relative(5) == pytest.approx(2.0)  # the cheaper of what was seen and the prior
     # A descheduled decode counts as at most decoding the rows one by one.
     assert measured(0.02, k2=[5.0, 5.0, 5.0]).relative(2) == pytest.approx(3.0)
 

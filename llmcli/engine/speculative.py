@@ -79,12 +79,13 @@ class StepCosts:
     step for a 262k vocabulary on a CPU), and the kernels tile rows, so on Gemma 3 270M with two
     cores four rows cost less than three. So it is measured per draft size as the engine decodes,
     each batch against the median of the latest plain steps (a changed thread count moves both). A
-    size not measured yet is priced at PRIOR_ROW steps a row, on the cheap side, so that it gets
-    tried; the prior stays one of the values whose median is the price.
+    size measured fewer than TRIED times is priced at the least of PRIOR_ROW steps a row (on the
+    cheap side) and what it took, so that it gets tried again; after that at the median.
     """
 
     PRIOR_ROW = 0.4
     WINDOW = 8
+    TRIED = 3
 
     def __init__(self) -> None:
         self._plain: deque[float] = deque(maxlen=self.WINDOW)  # seconds of the latest plain steps
@@ -118,8 +119,12 @@ class StepCosts:
         """The cost of verifying drafts tokens, in plain steps."""
         price = self._prices.get(drafts)
         if price is None:
-            prior = 1 + self.PRIOR_ROW * drafts
-            price = self._prices[drafts] = statistics.median([prior, *self._ratios.get(drafts, ())])
+            seen = self._ratios.get(drafts, ())
+            if len(seen) >= self.TRIED:
+                price = statistics.median(seen)
+            else:  # one slow first decode must not rule a size out for good
+                price = min([1 + self.PRIOR_ROW * drafts, *seen])
+            self._prices[drafts] = price
         return price
 
 
