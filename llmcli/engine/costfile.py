@@ -22,11 +22,8 @@ def load_costs(path: Path, key: str) -> dict[int, list[float]]:
     """The measurements saved under key (empty where there are none or the file is not ours)."""
     try:
         entry = json.loads(path.read_text(encoding="utf-8")).get(key, {})
-        return {
-            int(size): [float(x) for x in ratios if 1.0 <= float(x) <= 1.0 + int(size)]
-            for size, ratios in entry.items()
-            if int(size) > 0
-        }
+        costs = {int(size): [float(x) for x in ratios] for size, ratios in entry.items()}
+        return {size: [x for x in xs if 1.0 <= x <= 1.0 + size] for size, xs in costs.items() if size > 0}
     except (OSError, ValueError, TypeError, AttributeError):
         return {}
 

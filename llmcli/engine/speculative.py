@@ -61,7 +61,7 @@ class NgramIndex:
         start, length = -1, 0
         for n in range(MAX_NGRAM, MIN_NGRAM - 1, -1):
             found = self._ends.get(tuple(tokens[-n:])) if len(tokens) >= n else None
-            if found is not None and found < len(tokens):
+            if found is not None:  # it ends before the latest token, so a continuation follows
                 start, length = found, n
                 while length < MAX_EVIDENCE and found > length:
                     if tokens[found - length - 1] != tokens[-length - 1]:

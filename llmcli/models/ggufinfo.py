@@ -249,13 +249,13 @@ class _Reader:
         elif etype == _STRING:
             # A vocabulary's token texts (262k for Gemma 3) are skipped on every model load: in a
             # loop this tight, as method calls they took a third of a second.
-            length, buf, pos, end = _LENGTH.unpack_from, self.buf, self.pos, len(self.buf)
-            for _ in range(count):
-                if pos + 8 > end:
-                    pos = end + 1
-                    break
-                pos += 8 + length(buf, pos)[0]
-            if pos > end:
+            length, buf, pos = _LENGTH.unpack_from, self.buf, self.pos
+            try:
+                for _ in range(count):
+                    pos += 8 + length(buf, pos)[0]
+            except struct.error:  # a length read past the end of the file
+                pos = len(buf) + 1
+            if pos > len(buf):
                 raise _corrupt(self.path, "a metadata string runs past the end of the file")
             self.pos = pos
         else:
