@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from costs import cheap
 from ties import assert_same_up_to_a_tie, generate_together
 from tinymodel import STORIES, quantize
 
@@ -24,7 +25,7 @@ def quantized(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathF
 
 
 def test_lookup_and_parallel_keep_greedy_output(quantized: Path) -> None:
-    with LocalEngine(quantized, EngineOptions(n_ctx=512)) as plain:
+    with cheap(LocalEngine(quantized, EngineOptions(n_ctx=512))) as plain:
         prompts = [plain.tokenize(p) for p in PROMPTS]
         expected = [plain.generate(p, GREEDY).run().tokens for p in prompts]
         drafted = [plain.generate(p, GREEDY, lookup=8).run() for p in prompts]

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from costs import cheap
 from ties import assert_same_up_to_a_tie
 from tinymodel import chain
 
@@ -94,7 +95,7 @@ def test_stories_output_is_identical_with_lookup(
     stories_engine.reset()
     plain = stories_engine.generate(STORY, sampling).run()
     stories_engine.reset()
-    fast = stories_engine.generate(STORY, sampling, lookup=8).run()
+    fast = cheap(stories_engine).generate(STORY, sampling, lookup=8).run()
     assert fast.tokens == plain.tokens and fast.text == plain.text
     assert fast.finish_reason == plain.finish_reason
     assert fast.stats.accepted_tokens > 0 and fast.stats.drafted_tokens >= fast.stats.accepted_tokens
@@ -128,7 +129,7 @@ def test_kv_cache_matches_after_rejected_drafts(stories_engine: LocalEngine) -> 
 def test_context_end_with_lookup(program_model: Callable[..., Path]) -> None:
     hello, world = 15043, 3186
     model = program_model({hello: {world: 30.0}, world: {hello: 30.0}}, n_ctx=64)
-    with LocalEngine(model, EngineOptions(n_ctx=64)) as engine:
+    with cheap(LocalEngine(model, EngineOptions(n_ctx=64))) as engine:
         plain = engine.generate([1, hello, world, hello], SamplingConfig(temperature=0.0)).run()
         fast = engine.generate([1, hello, world, hello], SamplingConfig(temperature=0.0), lookup=8).run()
         n_ctx = engine.n_ctx
@@ -140,7 +141,7 @@ def test_context_end_with_lookup(program_model: Callable[..., Path]) -> None:
 def test_chain_model_copies_with_full_acceptance(program_model: Callable[..., Path]) -> None:
     ids = [15043, 3186, 29901, 450, 4996, 338, 263, 1243, 310, 278, 1788, 1230]
     model = program_model(chain(ids))
-    with LocalEngine(model, EngineOptions(n_ctx=128)) as engine:
+    with cheap(LocalEngine(model, EngineOptions(n_ctx=128))) as engine:
         fast = engine.generate([1, *ids, 1, ids[0]], SamplingConfig(temperature=0.0), lookup=8).run()
     assert fast.tokens == ids[1:] and fast.finish_reason == "stop"
     # Short matches are decoded plainly; once the match is long, the copy is drafted and accepted
@@ -155,7 +156,7 @@ def test_a_draft_model_drafts_and_changes_nothing_but_near_ties(
     sampling = SamplingConfig(temperature=0.0, max_tokens=150)
     stories_engine.reset()
     plain = stories_engine.generate(STORY, sampling).run()
-    with LocalEngine(stories, EngineOptions(n_ctx=512)) as engine:
+    with cheap(LocalEngine(stories, EngineOptions(n_ctx=512))) as engine:
         # The same model drafting for itself: nearly every draft is what the main model picks.
         engine.use_draft_model(LocalEngine(stories, EngineOptions(n_ctx=512)))
         fast = engine.generate(STORY, sampling, lookup=6).run()

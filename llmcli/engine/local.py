@@ -61,6 +61,11 @@ class LocalEngine:
             context.warm_up()
 
     @property
+    def step_costs(self) -> StepCosts:
+        """What verifying drafts costs here, as this engine measured it (or was told: `remember`)."""
+        return self._step_costs
+
+    @property
     def takes_messages(self) -> bool:
         return self.capabilities.messages
 
