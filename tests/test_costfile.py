@@ -7,7 +7,7 @@ from pathlib import Path
 
 from costs import cheap
 
-from llmcli.engine import EngineOptions, LocalEngine
+from llmcli.engine import EngineOptions, LocalEngine, ParallelEngine
 from llmcli.engine.costfile import KEPT_KEYS, load_costs, save_costs
 from llmcli.engine.speculative import StepCosts
 from llmcli.sampling import SamplingConfig
@@ -61,3 +61,21 @@ def test_an_engine_saves_its_costs_on_close_and_the_next_one_starts_from_them(
     with LocalEngine(stories, EngineOptions(n_ctx=512)) as again:
         again.use_cost_file(path)
         assert again.step_costs.measured() == load_costs(path, key)
+
+
+def test_a_parallel_engine_keeps_its_costs_by_the_sequences_decoded_together(
+    stories: Path, tmp_path: Path
+) -> None:
+    path = tmp_path / "step-costs.json"
+    story = "Once upon a time, there was a little girl named Lily. She loved to play outside in the park. "
+    greedy = SamplingConfig(temperature=0.0, max_tokens=48)
+    with cheap(ParallelEngine(LocalEngine(stories, EngineOptions(n_ctx=1024, n_seq_max=2)))) as engine:
+        engine.use_cost_file(path)
+        gens = [engine.generate(story * 3 + start, greedy, lookup=8) for start in ("Once", "One")]
+        assert sum(g.run().stats.drafted_tokens for g in gens) > 0
+    keys = list(json.loads(path.read_text()))
+    assert sorted(key.rsplit("|", 1)[1] for key in keys) == ["seqs=1", "seqs=2"]
+    with ParallelEngine(LocalEngine(stories, EngineOptions(n_ctx=1024, n_seq_max=2))) as again:
+        again.use_cost_file(path)
+        for key in keys:
+            assert again.step_costs[int(key[-1])].measured() == load_costs(path, key)

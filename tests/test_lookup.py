@@ -11,7 +11,7 @@ from ties import assert_same_up_to_a_tie
 from tinymodel import chain
 
 from llmcli.engine import EngineOptions, LocalEngine
-from llmcli.engine.speculative import DraftBudget, NgramIndex, StepCosts
+from llmcli.engine.speculative import DraftBudget, NgramIndex, StepCosts, plan
 from llmcli.errors import UsageError
 from llmcli.sampling import SamplingConfig
 
@@ -29,6 +29,9 @@ def test_ngram_index_drafts_what_followed_the_latest_match() -> None:
     index.append(3)
     assert index.draft(2) == [7, 1]  # "1 2 3" (longest suffix) last continued with 7
     assert NgramIndex([1, 2, 3]).draft(4) == []
+    # A loop: "8 9" last came two tokens back, so the draft goes round "8 9" again and again.
+    assert NgramIndex([8, 9, 8, 9]).draft(5) == [8, 9, 8, 9, 8]
+    assert NgramIndex([4, 4, 4]).draft(3) == [4, 4, 4]
     assert NgramIndex([5, 5]).draft(4) == []  # nothing before the only "5 5"
 
 
@@ -59,22 +62,42 @@ def test_step_costs_are_measured_ratios_and_a_size_tried_once_is_tried_again() -
     assert costs.relative(1) == pytest.approx(1.6)  # the median of three
     assert costs.relative(3) == pytest.approx(2.2)  # one slow decode: the prior's price still
     assert costs.relative(5) == pytest.approx(2.0)  # the cheaper of what was seen and the prior
+    # Untried counts cost at least what a smaller one was measured to (three times): 2.5, not 2.2.
+    assert measured(0.02, k2=[0.05] * 3).relative(3) == pytest.approx(2.5)
     # A descheduled decode counts as at most decoding the rows one by one.
     assert measured(0.02, k2=[5.0, 5.0, 5.0]).relative(2) == pytest.approx(3.0)
 
 
-def test_draft_budget_drafts_what_pays_for_itself() -> None:
+def size(budget: DraftBudget, costs: StepCosts, evidence: int, room: int) -> int:
+    """What one sequence drafts, as LocalEngine asks."""
+    return plan([budget.chances(evidence, room)], costs)[0]
+
+
+def test_one_sequence_drafts_what_pays_for_itself() -> None:
     cheap = measured(0.02, k1=[0.021] * 3)  # one draft row costs about nothing: a GPU, say
-    assert DraftBudget(8, cheap).size(2, room=1) == 1
+    assert size(DraftBudget(8), cheap, 2, room=1) == 1
     costs = measured(0.02, **{f"k{k}": [0.02 * (1 + 0.6 * k)] * 7 for k in range(1, 9)})
-    budget = DraftBudget(8, costs)
-    assert budget.size(0, room=8) == budget.size(2, room=8) == 0  # an accidental bigram is not worth it
-    assert budget.size(5, room=8) > 0 and budget.size(5, room=2) <= 2
+    budget = DraftBudget(8)
+    assert size(budget, costs, 0, room=8) == size(budget, costs, 2, room=8) == 0  # an accidental bigram
+    assert size(budget, costs, 5, room=8) > 0 and size(budget, costs, 5, room=2) <= 2
     for _ in range(6):
         budget.record(5, 4, 0)
-    assert budget.size(5, room=8) == 0  # long matches that keep failing stop being drafted
+    assert size(budget, costs, 5, room=8) == 0  # long matches that keep failing stop being drafted
     odd = measured(0.02, k1=[0.032] * 7, k2=[0.053] * 7, k3=[0.046] * 7)  # 4 rows cost less than 3
-    assert DraftBudget(3, odd).size(5, room=8) == 3
+    assert size(DraftBudget(3), odd, 5, room=8) == 3
+
+
+def test_sequences_decoded_together_share_the_drafts_that_pay() -> None:
+    sure, unsure = [0.9, 0.8, 0.7, 0.6], [0.3, 0.1]
+    # Each row costs a tenth of a four-sequence step: worth it for a chance above 0.4 (0.1 x 4 rows).
+    costs = StepCosts(rows=4)
+    costs.observe(0, 0.1)
+    for k in range(1, 13):
+        costs.remember({k: [1 + 0.1 * k] * StepCosts.WINDOW})
+    assert plan([sure, unsure, [], sure[:2]], costs) == [4, 0, 0, 2]
+    assert plan([unsure, unsure, [], []], costs) == [0, 0, 0, 0]
+    # Unmeasured, a row is priced at PRIOR_ROW single steps: a quarter of that of a four-row step.
+    assert StepCosts(rows=4).relative(2) == pytest.approx(1 + 2 * StepCosts.PRIOR_ROW / 4)
 
 
 @pytest.mark.parametrize(

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from costs import cheap
 from ties import each_in_a_thread
 from tinymodel import write_chat_model
 
@@ -78,9 +79,47 @@ def test_a_shared_prefix_is_evaluated_once(stories: Path, stories_engine: LocalE
         assert all(g.stats.cached_tokens >= shared for g in gens)
 
 
+# Stories that repeat themselves: the model copies what came before, so prompt lookup drafts.
+COPIED = [
+    "Once upon a time, there was a little girl named Lily. She loved to play outside in the park. "
+    "One day, she saw a big dog in the park. Once upon a time, there was a little girl named Lily.",
+    "Tom had a big red ball. He liked to play with it every day. Tom had a big red ball.",
+    "The sun was shining and the birds were singing. Lily went to the park. The sun was shining",
+]
+
+
+def test_drafts_are_verified_in_the_shared_batch(stories: Path, stories_engine: LocalEngine) -> None:
+    # Limits that end mid-draft, a stop string, EOS, and more prompts than slots.
+    jobs = [
+        (p, SamplingConfig(temperature=0.0, max_tokens=limit, stop=stop))
+        for p in COPIED
+        for limit, stop in ((1, ()), (7, ()), (60, ()), (200, ("park",)))
+    ]
+    expected = [stories_engine.generate(p, s).run() for p, s in jobs]
+    with cheap(ParallelEngine(LocalEngine(stories, EngineOptions(n_ctx=1024, n_seq_max=4)))) as engine:
+        gens = [engine.generate(p, s, lookup=8) for p, s in jobs]
+        results = [g.run() for g in gens]
+    assert [r.text for r in results] == [r.text for r in expected]
+    assert [r.finish_reason for r in results] == [r.finish_reason for r in expected]
+    assert [r.stats.generated_tokens for r in results] == [r.stats.generated_tokens for r in expected]
+    accepted = sum(r.stats.accepted_tokens for r in results)
+    assert accepted > 50 and sum(r.stats.drafted_tokens for r in results) >= accepted
+
+
+def test_drafts_stop_at_the_context_end(stories: Path) -> None:
+    endless = SamplingConfig(temperature=0.0, ignore_eos=True)
+    with ParallelEngine(LocalEngine(stories, EngineOptions(n_ctx=512, n_seq_max=2))) as plain:
+        expected = [g.run() for g in [plain.generate(p, endless) for p in COPIED[:2]]]
+    with cheap(ParallelEngine(LocalEngine(stories, EngineOptions(n_ctx=512, n_seq_max=2)))) as engine:
+        results = [g.run() for g in [engine.generate(p, endless, lookup=8) for p in COPIED[:2]]]
+    assert [r.tokens for r in results] == [r.tokens for r in expected]
+    assert all(r.finish_reason == "context" for r in results)
+    assert all(r.stats.accepted_tokens > 0 for r in results)
+
+
 def test_capabilities_and_speed_stats(stories: Path) -> None:
     with ParallelEngine(LocalEngine(stories, EngineOptions(n_ctx=512, n_seq_max=2))) as engine:
-        assert engine.capabilities == Capabilities(parallel=2)
+        assert engine.capabilities == Capabilities(parallel=2, speculation=True)
         with pytest.raises(Unsupported):
             engine.window_logits([1, 2, 3], 0)
         gens = [engine.generate(p, SamplingConfig(temperature=0.0, max_tokens=16)) for p in PROMPTS[:3]]

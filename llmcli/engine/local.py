@@ -21,7 +21,7 @@ from llmcli.engine.options import EngineOptions, kv_cache_bytes
 from llmcli.engine.output import TokenOutput
 from llmcli.engine.promptcache import MIN_TOKENS as PROMPT_CACHE_MIN_TOKENS
 from llmcli.engine.promptcache import PromptCache, model_key
-from llmcli.engine.speculative import DraftBudget, ModelDrafter, NgramIndex, StepCosts
+from llmcli.engine.speculative import DraftBudget, ModelDrafter, NgramIndex, StepCosts, plan
 from llmcli.errors import ContextOverflowError, UsageError
 from llmcli.models.ggufinfo import GGUFInfo, read_gguf
 from llmcli.sampling import SamplingConfig
@@ -184,11 +184,11 @@ class LocalEngine:
             index: NgramIndex | ModelDrafter | None = None
             if lookup > 0:
                 index = ModelDrafter(self._draft_model, tokens) if self._draft_model else NgramIndex(tokens)
-            budget = DraftBudget(lookup, self._step_costs)
+            budget, costs = DraftBudget(lookup), self._step_costs
             n_past = len(tokens)
             token = choose(-1)
             take, finished = out.take, out.finished
-            decode_one, cached, timed = context.decode_one, self._kv.append, self._step_costs.observe
+            decode_one, cached, timed = context.decode_one, self._kv.append, costs.observe
             clock = time.perf_counter
 
             while True:
@@ -203,7 +203,7 @@ class LocalEngine:
                     # Room for the drafts and the token sampled after them, within context and -n.
                     room = min(n_ctx - n_past, (limit or n_ctx) - stats.generated_tokens, n_batch) - 1
                     evidence = index.evidence()
-                    size = budget.size(evidence, room)
+                    size = plan([budget.chances(evidence, room)], costs)[0]
                     drafts = index.draft(size) if size > 0 else []
                 if not drafts:
                     decode_one(token, n_past)
@@ -291,12 +291,16 @@ class LocalEngine:
             )
         self._draft_model = model
 
+    @property
+    def cost_key(self) -> str:
+        """What verification costs are kept under (`use_cost_file`): the model file, threads, offload."""
+        return f"{model_key(self.model_path)}|threads={self.n_threads}|gpu={self.gpu_layers}"
+
     def use_cost_file(self, path: Path) -> None:
         """Start from the verification costs that earlier runs of this model, with these threads and
         offload, measured and kept in path; keep this run's there when the engine closes."""
-        key = f"{model_key(self.model_path)}|threads={self.n_threads}|gpu={self.gpu_layers}"
-        self._step_costs.remember(load_costs(path, key))
-        self._cost_file = (path, key)
+        self._step_costs.remember(load_costs(path, self.cost_key))
+        self._cost_file = (path, self.cost_key)
 
     def use_prompt_cache(self, cache: PromptCache) -> None:
         """Restore long prompt prefixes from cache, and save long prompts to it."""

@@ -10,15 +10,18 @@ import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from llmcli.engine.context import Chooser
 from llmcli.engine.contract import Capabilities, Generation, Pieces, Unsupported, prompt_tokens
+from llmcli.engine.costfile import load_costs, save_costs
 from llmcli.engine.local import LocalEngine
 from llmcli.engine.output import TokenOutput
+from llmcli.engine.speculative import DraftBudget, NgramIndex, StepCosts, plan
 from llmcli.errors import GenerationError
 from llmcli.sampling import SamplingConfig
 
@@ -28,6 +31,7 @@ class _Request:
     """One generate() call waiting for, or holding, a sequence of the parallel engine."""
 
     tokens: list[int]
+    lookup: int  # most tokens drafted per step (0: decode plainly)
     pieces: queue.SimpleQueue[str | BaseException | None] = field(default_factory=queue.SimpleQueue)
     cancelled: bool = False
     gen: Generation = field(init=False)
@@ -60,6 +64,10 @@ class _Live:
     token: int | None = None  # sampled, not yet in the cache
     mark: float = 0.0  # the step clock when the slot was taken, then when the prompt was done
     decoding: bool = False  # the prompt is done: tokens are sampled and decoded
+    index: NgramIndex | None = None  # with lookup: the prompt and output, for drafts
+    budget: DraftBudget | None = None
+    drafts: list[int] = field(default_factory=list)  # verified in the coming step, after token
+    evidence: int = 0  # the match the drafts came from
 
 
 class ParallelEngine:
@@ -83,9 +91,10 @@ class ParallelEngine:
         self.name = engine.name
         self.n_parallel = engine.n_seq_max
         self.n_ctx = engine.n_ctx // engine.n_seq_max  # what each sequence can hold
-        # Drafts are not verified here: with several sequences a step's batch is already full, and
-        # drafts verified in it made summarize and translate slower (bench/README.md).
-        self.capabilities = Capabilities(parallel=self.n_parallel)
+        self.capabilities = Capabilities(parallel=self.n_parallel, speculation=engine.can_speculate)
+        # What drafts cost, by the number of sequences a step decodes: a step's rows are shared.
+        self._costs = {n: StepCosts(rows=n) for n in range(1, self.n_parallel + 1)}
+        self._cost_file: Path | None = None
         self._inbox: queue.SimpleQueue[_Request | None] = queue.SimpleQueue()
         # Prompt tokens whose cells each slot holds: kept after a sequence ends, so a prompt that
         # starts the same way (the instructions every chunk and file shares) is evaluated once.
@@ -96,6 +105,18 @@ class ParallelEngine:
         self._closed = False
         self._thread = threading.Thread(target=self._serve, name="llmcli-decode", daemon=True)
         self._thread.start()
+
+    @property
+    def step_costs(self) -> Mapping[int, StepCosts]:
+        """What verifying drafts costs here, by the number of sequences a step decodes together."""
+        return self._costs
+
+    def use_cost_file(self, path: Path) -> None:
+        """Start from the verification costs earlier runs measured and kept in path, by the model,
+        threads, offload and sequences decoded together; keep this run's there when it closes."""
+        for n, costs in self._costs.items():
+            costs.remember(load_costs(path, f"{self.engine.cost_key}|seqs={n}"))
+        self._cost_file = path
 
     @property
     def takes_messages(self) -> bool:
@@ -133,15 +154,15 @@ class ParallelEngine:
     def generate(
         self, prompt: str | Sequence[int], sampling: SamplingConfig, *, lookup: int = 0
     ) -> Generation:
-        """Queue a generation. Decodes plainly whatever lookup asks (capabilities.speculation is False;
-        the output is the same)."""
+        """Queue a generation. lookup > 0 drafts up to that many tokens a step by prompt lookup, where
+        they are expected to pay (capabilities.speculation); the output is the same either way."""
         tokens = prompt_tokens(
             self,
             prompt,
             f"each of the {self.n_parallel} parallel sequences holds",
             "raise --ctx or lower --parallel",
         )
-        request = _Request(tokens)
+        request = _Request(tokens, lookup if self.capabilities.speculation else 0)
         gen = Generation(sampling.resolved(), request.attach)
         with self._open():  # after close() nothing would ever answer the request
             self._inbox.put(request)
@@ -163,6 +184,10 @@ class ParallelEngine:
                 self._inbox.put(None)
         if threading.current_thread() is not self._thread:
             self._thread.join()
+        if self._cost_file is not None:
+            for n, costs in self._costs.items():
+                save_costs(self._cost_file, f"{self.engine.cost_key}|seqs={n}", costs.measured())
+            self._cost_file = None
         self.engine.close()
 
     def __enter__(self) -> ParallelEngine:
@@ -199,7 +224,9 @@ class ParallelEngine:
                     choose = out.steer(choose, sampler)
                     request.gen.stats.prompt_tokens = len(request.tokens)
                     request.gen.stats.cached_tokens = reused
-                    live[seq] = _Live(request, seq, choose, sampler, out, fed=reused, mark=self._clock)
+                    one = live[seq] = _Live(request, seq, choose, sampler, out, fed=reused, mark=self._clock)
+                    if request.lookup:
+                        one.index, one.budget = NgramIndex(request.tokens), DraftBudget(request.lookup)
                 for seq in [s for s, one in live.items() if one.request.cancelled]:
                     self._release(live.pop(seq), free, None)
                 if live:
@@ -253,7 +280,8 @@ class ParallelEngine:
         return seq, reused
 
     def _step(self, live: dict[int, _Live], free: list[int]) -> None:
-        """One decode: every decoding sequence's next token, then prompt chunks; then sample."""
+        """One decode: every decoding sequence's next token and drafts, then prompt chunks; then sample
+        and verify."""
         capacity = self.context.n_batch
         rows: list[tuple[_Live, int]] = []
         tokens: list[int] = []
@@ -263,13 +291,20 @@ class ParallelEngine:
         # By sequence id: llama.cpp splits a batch over per-sequence KV buffers into ubatches of
         # consecutive ids with equal token counts, so any other order costs a graph run per gap.
         ordered = sorted(live.values(), key=lambda one: one.seq)
-        for one in ordered:
-            if one.token is not None:
-                rows.append((one, len(tokens)))
-                tokens.append(one.token)
-                positions.append(one.fed)
-                seqs.append(one.seq)
-                logits.append(1)
+        decoding: list[tuple[_Live, int]] = [(one, one.token) for one in ordered if one.token is not None]
+        for one, pending in decoding:
+            if one.index is not None:
+                one.index.append(pending)
+        # Prompt chunks make a step compute-bound, where extra rows cost what they do in a prompt.
+        prompting = len(decoding) < len(ordered)
+        drafted = self._draft([one for one, _ in decoding], capacity) if decoding and not prompting else 0
+        for one, pending in decoding:
+            verified = [pending, *one.drafts]
+            rows.append((one, len(tokens)))
+            tokens.extend(verified)
+            positions.extend(range(one.fed, one.fed + len(verified)))
+            seqs.extend([one.seq] * len(verified))
+            logits.extend([1] * len(verified))
         for one in ordered:
             prompt = one.request.tokens
             if one.token is None and one.fed < len(prompt) and len(tokens) < capacity:
@@ -282,23 +317,73 @@ class ParallelEngine:
                 logits.extend([0] * (take - done) + [1] * done)
                 if done:
                     rows.append((one, len(tokens) - 1))
-        clock = self._clock = self._clock + self.context.decode_sequences(tokens, positions, seqs, logits)
+        seconds = self.context.decode_sequences(tokens, positions, seqs, logits)
+        clock = self._clock = self._clock + seconds
+        if not prompting:
+            self._costs[len(decoding)].observe(drafted, seconds)
         for one, row in rows:
-            if one.token is not None:
-                one.fed += 1  # the token decoded this step is in the cache now
-            else:
+            if one.token is None:
                 one.out.gen.stats.prompt_ms = (clock - one.mark) * 1000
                 one.mark, one.decoding = clock, True
-            token = one.choose(row)
-            for piece in one.out.take(token):
-                one.request.pieces.put(piece)
-            if not one.out.finished(one.fed, self.n_ctx):
+                token = self._emit(one, one.choose(row))
+            else:
+                token = self._verify(one, row)
+            if token is not None:
                 one.token = token
                 continue
             for piece in one.out.finish():
                 one.request.pieces.put(piece)
             del live[one.seq]
             self._release(one, free, None)
+
+    def _draft(self, decoding: list[_Live], capacity: int) -> int:
+        """Set each decoding sequence's drafts for the coming step (the sizes `plan` finds best for
+        them together, within capacity rows); returns how many there are in all."""
+        chances: list[list[float]] = []
+        for one in decoding:
+            if one.index is None or one.budget is None:
+                chances.append([])
+                continue
+            stats, limit = one.out.gen.stats, one.out.gen.sampling.max_tokens
+            room = min(self.n_ctx - one.fed, (limit or self.n_ctx) - stats.generated_tokens) - 1
+            one.evidence = one.index.evidence()
+            chances.append(one.budget.chances(one.evidence, min(room, capacity // len(decoding) - 1)))
+        sizes = plan(chances, self._costs[len(decoding)])
+        for one, size in zip(decoding, sizes, strict=True):
+            if size:
+                one.drafts = one.index.draft(size)  # type: ignore[union-attr]
+        return sum(len(one.drafts) for one in decoding)
+
+    def _verify(self, one: _Live, row: int) -> int | None:
+        """Sample the rows of a decoding sequence's token and drafts from `row` on, keeping the drafts
+        that equal the samples: the next token, or None when the generation has ended."""
+        drafts = one.drafts
+        one.fed += 1  # the token decoded this step is in the cache now
+        token = one.choose(row)
+        accepted = 0
+        while accepted < len(drafts) and token == drafts[accepted]:
+            accepted += 1
+            if self._emit(one, token) is None:
+                break
+            one.index.append(token)  # type: ignore[union-attr]
+            one.fed += 1
+            token = one.choose(row + accepted)
+        if drafts:
+            one.budget.record(one.evidence, len(drafts), accepted)  # type: ignore[union-attr]
+            stats = one.out.gen.stats
+            stats.drafted_tokens += len(drafts)
+            stats.accepted_tokens += accepted
+            self.context.drop(one.seq, one.fed)  # the rejected drafts' cells
+            one.drafts = []
+            if one.out.gen.finish_reason is not None:
+                return None
+        return self._emit(one, token)
+
+    def _emit(self, one: _Live, token: int) -> int | None:
+        """Send the pieces token completes: token, or None when the generation ends with it."""
+        for piece in one.out.take(token):
+            one.request.pieces.put(piece)
+        return None if one.out.finished(one.fed, self.n_ctx) else token
 
     def _release(self, one: _Live, free: list[int], error: BaseException | None) -> None:
         """Free a sequence's sampler and slot (its prompt's cells stay for reuse) and end its stream."""

@@ -4,8 +4,8 @@ one batched decode, keeping only those it agrees with (so the output is what pla
 Prompt lookup (`NgramIndex`): summaries, translations of names and code, and chat answers quoting the
 prompt copy long runs of tokens from their context. When the last few tokens occurred before, the
 tokens that followed them then are a cheap draft. `ModelDrafter` drafts with a small model of the same
-vocabulary instead (`--draft-model`). `DraftBudget` sizes each draft by what it is expected to gain,
-from the acceptance seen so far and what verifying costs on this machine (`StepCosts`).
+vocabulary instead (`--draft-model`). `plan` sizes each draft by what it is expected to gain, from the
+acceptance seen so far (`DraftBudget`) and what verifying costs on this machine (`StepCosts`).
 """
 
 from __future__ import annotations
@@ -49,9 +49,17 @@ class NgramIndex:
         return self._matched()[1]
 
     def draft(self, limit: int) -> list[int]:
-        """Up to limit tokens that followed the latest earlier occurrence of the longest matching suffix."""
+        """limit tokens that followed the latest earlier occurrence of the longest matching suffix
+        (none without one). Where they run into the latest tokens, the text is repeating itself every
+        so many tokens, and the draft goes on round that cycle."""
         start = self._matched()[0]
-        return self.tokens[start : start + limit] if start >= 0 else []
+        if start < 0:
+            return []
+        drafted = self.tokens[start : start + limit]
+        period = len(self.tokens) - start
+        while len(drafted) < limit:
+            drafted.append(drafted[-period])
+        return drafted
 
     def _matched(self) -> tuple[int, int]:
         tokens = self.tokens
@@ -73,23 +81,26 @@ class NgramIndex:
 
 
 class StepCosts:
-    """What verifying a draft costs in plain decoding steps, from the engine's own step times.
+    """What verifying drafts costs in plain decoding steps, from the engine's own step times.
 
     A batch's time is not linear in its rows: each row goes through the output layer (over half a
     step for a 262k vocabulary on a CPU), and the kernels tile rows, so on Gemma 3 270M with two
-    cores four rows cost less than three. So it is measured per draft size as the engine decodes,
-    each batch against the median of the latest plain steps (a changed thread count moves both). A
-    size measured fewer than TRIED times is priced at the least of PRIOR_ROW steps a row (on the
-    cheap side) and what it took, so that it gets tried again; after that at the median.
+    cores four rows cost less than three. So it is measured per draft count as the engine decodes,
+    each batch against the median of the latest plain steps (a changed thread count moves both).
+    A plain step decodes `rows` tokens (one per sequence decoded together). A count measured fewer
+    than TRIED times is priced at the least of PRIOR_ROW single steps a draft (on the cheap side)
+    and what it took, so that it gets tried again, but at no less than any smaller count measured;
+    after that at the median.
     """
 
     PRIOR_ROW = 0.4
     WINDOW = 8
     TRIED = 3
 
-    def __init__(self) -> None:
+    def __init__(self, rows: int = 1) -> None:
+        self.rows = rows
         self._plain: deque[float] = deque(maxlen=self.WINDOW)  # seconds of the latest plain steps
-        self._ratios: dict[int, deque[float]] = {}  # draft size -> the latest verifications' costs
+        self._ratios: dict[int, deque[float]] = {}  # drafts -> the latest verifications' costs
         self._prices: dict[int, float] = {}
 
     def observe(self, drafts: int, seconds: float) -> None:
@@ -99,68 +110,93 @@ class StepCosts:
             return
         if not self._plain:
             return
-        # k + 1 rows cost at least one step and at most k + 1 (decoded one by one; at that price a
-        # draft never pays); a descheduled decode, or a draft model's drafting, can take any time.
-        ratio = min(max(seconds / statistics.median(self._plain), 1.0), 1.0 + drafts)
+        # A step costs at least a plain one, and at most what decoding its drafts one by one would
+        # (at that price a draft never pays); a descheduled decode, or a draft model's drafting, can
+        # take any time.
+        ratio = min(max(seconds / statistics.median(self._plain), 1.0), 1.0 + drafts / self.rows)
         self._ratios.setdefault(drafts, deque(maxlen=self.WINDOW)).append(ratio)
-        self._prices.pop(drafts, None)
+        self._prices = {k: price for k, price in self._prices.items() if k < drafts}
 
     def measured(self) -> dict[int, list[float]]:
-        """The costs measured so far by draft size, for `remember` in a later run."""
+        """The costs measured so far by draft count, for `remember` in a later run."""
         return {size: list(ratios) for size, ratios in self._ratios.items()}
 
     def remember(self, measured: Mapping[int, Sequence[float]]) -> None:
-        """Start from costs an earlier run measured (the latest WINDOW per size are kept)."""
+        """Start from costs an earlier run measured (the latest WINDOW per count are kept)."""
         for size, ratios in measured.items():
             self._ratios.setdefault(size, deque(maxlen=self.WINDOW)).extend(ratios)
         self._prices.clear()
 
     def relative(self, drafts: int) -> float:
-        """The cost of verifying drafts tokens, in plain steps."""
+        """The cost of a step verifying drafts tokens, in plain steps."""
         price = self._prices.get(drafts)
         if price is None:
             seen = self._ratios.get(drafts, ())
             if len(seen) >= self.TRIED:
                 price = statistics.median(seen)
-            else:  # one slow first decode must not rule a size out for good
-                price = min([1 + self.PRIOR_ROW * drafts, *seen])
+            else:
+                # One slow first decode must not rule a count out for good; but more drafts cost at
+                # least what fewer were measured to, which spares trying every count where rows are dear.
+                fewer = [
+                    statistics.median(r)
+                    for k, r in self._ratios.items()
+                    if k < drafts and len(r) >= self.TRIED
+                ]
+                price = max(min([1 + self.PRIOR_ROW * drafts / self.rows, *seen]), *fewer, 1.0)
             self._prices[drafts] = price
         return price
 
 
-class DraftBudget:
-    """How many tokens to draft: the number with the largest expected gain, or none.
+def plan(chances: Sequence[Sequence[float]], costs: StepCosts) -> list[int]:
+    """Tokens to draft for each of the sequences one step decodes together, given the chance that
+    each of their drafts is accepted (non-increasing, as DraftBudget.chances gives them): the total
+    with the largest expected gain, in steps saved against decoding the tokens it yields plainly,
+    spent on the likeliest drafts. All zero when no total pays for itself."""
+    rows = len(chances)
+    likeliest = sorted((-c, place, seq) for seq, ours in enumerate(chances) for place, c in enumerate(ours))
+    best, total, expected = 0.0, 0, 0.0
+    for drafts, (chance, _, _) in enumerate(likeliest, 1):
+        expected -= chance
+        gain = 1 + expected / rows - costs.relative(drafts)
+        if gain > best:
+            best, total = gain, drafts
+    sizes = [0] * rows
+    for _, _, seq in likeliest[:total]:
+        sizes[seq] += 1
+    return sizes
 
-    Verifying k drafts costs StepCosts.relative(k) plain steps and yields the accepted drafts plus
-    one sampled token. The first draft token's acceptance is estimated per evidence (the matched
-    length: longer matches are surer), each further one's given its predecessor's by one estimate,
-    both Beta-smoothed counts from this generation's verifications. On text with no repeats only
-    short matches turn up, whose expected gain is below their cost: plain decoding speed is kept.
+
+class DraftBudget:
+    """The chance that each draft after a match is accepted, learnt from one generation's drafts.
+
+    The first draft token's acceptance is estimated per evidence (the matched length: longer matches
+    are surer), each further one's given its predecessor's by one estimate, both Beta-smoothed counts
+    from this generation's verifications. `plan` turns the chances into draft sizes: on text with no
+    repeats only short matches turn up, whose expected gain is below their cost, so plain decoding
+    speed is kept.
     """
 
     # (accepted, rejected) pseudo-counts for the first token, by evidence; they favour long matches
     PRIOR_FIRST: ClassVar[dict[int, tuple[int, int]]] = {2: (1, 4), 3: (1, 2), 4: (2, 2), 5: (4, 1)}
     PRIOR_NEXT = (8, 2)
 
-    def __init__(self, max_tokens: int, costs: StepCosts) -> None:
-        self.max_tokens, self.costs = max_tokens, costs
+    def __init__(self, max_tokens: int) -> None:
+        self.max_tokens = max_tokens
         self._first = {evidence: list(counts) for evidence, counts in self.PRIOR_FIRST.items()}
         self._next = list(self.PRIOR_NEXT)
 
-    def size(self, evidence: int, room: int) -> int:
-        """Tokens to draft after a match of evidence tokens, at most room (0: decode plainly)."""
+    def chances(self, evidence: int, room: int) -> list[float]:
+        """The chance that each of up to room drafts after a match of evidence tokens is accepted
+        (all before it accepted too); none after a match too short to draft from."""
         if evidence < MIN_NGRAM:
-            return 0
+            return []
         hits, misses = self._first[min(evidence, MAX_EVIDENCE)]
         reach, carry = hits / (hits + misses), self._next[0] / sum(self._next)
-        best, size, expected = 0.0, 0, 0.0
-        for k in range(1, min(self.max_tokens, room) + 1):
-            expected += reach  # the chance that draft k is accepted: all before it were
+        chances = []
+        for _ in range(min(self.max_tokens, room)):
+            chances.append(reach)
             reach *= carry
-            gain = expected + 1 - self.costs.relative(k)
-            if gain > best:
-                best, size = gain, k
-        return size
+        return chances
 
     def record(self, evidence: int, drafted: int, accepted: int) -> None:
         """The outcome of one verification of drafted tokens after a match of evidence tokens."""

@@ -177,12 +177,16 @@ def load_model(
         except BaseException:
             engine.close()
             raise
-    if parallel == 1:  # what verifying drafts costs here, measured by earlier runs
-        engine.use_cost_file(Paths.from_env(environ).cache_dir / "step-costs.json")
     if prompt_cache:
         folder = Paths.from_env(environ).cache_dir / "prompt-cache"
         engine.use_prompt_cache(PromptCache(folder, settings.prompt_cache_mb << 20))
-    return LoadedModel(engine, ref, ParallelEngine(engine) if parallel > 1 else None, model=engine)
+    costs = Paths.from_env(environ).cache_dir / "step-costs.json"  # verifying drafts here, measured earlier
+    if parallel == 1:
+        engine.use_cost_file(costs)
+        return LoadedModel(engine, ref, None, model=engine)
+    several = ParallelEngine(engine)
+    several.use_cost_file(costs)
+    return LoadedModel(engine, ref, several, model=engine)
 
 
 def _load_remote(settings: Settings, parallel: int, environ: Mapping[str, str] | None = None) -> LoadedModel:
