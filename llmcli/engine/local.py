@@ -199,12 +199,18 @@ class LocalEngine:
                 began = clock()  # a draft model's drafting is part of what a verification costs
                 drafts: list[int] = []
                 if index is not None:
+                    budget.follow(token)
                     index.append(token)
                     # Room for the drafts and the token sampled after them, within context and -n.
                     room = min(n_ctx - n_past, (limit or n_ctx) - stats.generated_tokens, n_batch) - 1
                     evidence = index.evidence()
-                    size = plan([budget.chances(evidence, room)], costs)[0]
-                    drafts = index.draft(size) if size > 0 else []
+                    chances = budget.chances(evidence, room)
+                    size = plan([chances], costs)[0]
+                    if size:
+                        budget.settle()
+                        drafts = index.draft(size)
+                    elif chances and index.free:
+                        budget.watch(evidence, index.draft(len(chances)))
                 if not drafts:
                     decode_one(token, n_past)
                     cached(token)

@@ -293,7 +293,8 @@ class ParallelEngine:
         ordered = sorted(live.values(), key=lambda one: one.seq)
         decoding: list[tuple[_Live, int]] = [(one, one.token) for one in ordered if one.token is not None]
         for one, pending in decoding:
-            if one.index is not None:
+            if one.index is not None and one.budget is not None:
+                one.budget.follow(pending)
                 one.index.append(pending)
         # Prompt chunks make a step compute-bound, where extra rows cost what they do in a prompt.
         prompting = len(decoding) < len(ordered)
@@ -349,9 +350,14 @@ class ParallelEngine:
             one.evidence = one.index.evidence()
             chances.append(one.budget.chances(one.evidence, min(room, capacity // len(decoding) - 1)))
         sizes = plan(chances, self._costs[len(decoding)])
-        for one, size in zip(decoding, sizes, strict=True):
+        for one, size, its in zip(decoding, sizes, chances, strict=True):
+            if one.index is None or one.budget is None:
+                continue
             if size:
-                one.drafts = one.index.draft(size)  # type: ignore[union-attr]
+                one.budget.settle()
+                one.drafts = one.index.draft(size)
+            elif its:
+                one.budget.watch(one.evidence, one.index.draft(len(its)))
         return sum(len(one.drafts) for one in decoding)
 
     def _verify(self, one: _Live, row: int) -> int | None:

@@ -26,6 +26,8 @@ MAX_EVIDENCE = 5  # matches of this many tokens or more share one acceptance est
 class NgramIndex:
     """The tokens so far, and where each recent n-gram last ended, for O(1) draft lookups."""
 
+    free = True  # drafting costs nothing: a draft not worth verifying is still worth watching
+
     def __init__(self, tokens: Iterable[int] = ()) -> None:
         self.tokens: list[int] = []
         self._ends: dict[tuple[int, ...], int] = {}
@@ -171,7 +173,9 @@ class DraftBudget:
 
     The first draft token's acceptance is estimated per evidence (the matched length: longer matches
     are surer), each further one's given its predecessor's by one estimate, both Beta-smoothed counts
-    from this generation's verifications. `plan` turns the chances into draft sizes: on text with no
+    from this generation's verifications, and from the drafts it watched: those not expected to pay,
+    settled by the tokens that came (else a text that copies its prompt, where drafts would pay,
+    would never be drafted to find out). `plan` turns the chances into draft sizes: on text with no
     repeats only short matches turn up, whose expected gain is below their cost, so plain decoding
     speed is kept.
     """
@@ -184,6 +188,7 @@ class DraftBudget:
         self.max_tokens = max_tokens
         self._first = {evidence: list(counts) for evidence, counts in self.PRIOR_FIRST.items()}
         self._next = list(self.PRIOR_NEXT)
+        self._watched: tuple[int, list[int], int] | None = None  # (evidence, draft, tokens matched)
 
     def chances(self, evidence: int, room: int) -> list[float]:
         """The chance that each of up to room drafts after a match of evidence tokens is accepted
@@ -205,6 +210,34 @@ class DraftBudget:
             self._next[0] += accepted - 1
             self._next[1] += int(accepted < drafted)
 
+    def watch(self, evidence: int, draft: list[int]) -> None:
+        """Follow a draft that is not verified, unless one is followed already: the tokens that come
+        settle whether it would have been accepted (`follow`)."""
+        if self._watched is None and draft:
+            self._watched = (evidence, draft, 0)
+
+    def follow(self, token: int) -> None:
+        """The next token of the output: a followed draft is recorded at its first miss or its end."""
+        if self._watched is None:
+            return
+        evidence, draft, matched = self._watched
+        if token == draft[matched]:
+            matched += 1
+            if matched < len(draft):
+                self._watched = (evidence, draft, matched)
+                return
+        self._watched = None
+        self.record(evidence, len(draft), matched)
+
+    def settle(self) -> None:
+        """Record what a followed draft matched so far as accepted, and stop following it (drafts are
+        verified from here)."""
+        if self._watched is not None:
+            evidence, _, matched = self._watched
+            self._watched = None
+            if matched:
+                self.record(evidence, matched, matched)
+
 
 class ModelDrafter:
     """Drafts by greedy decoding on a small model of the same vocabulary (`--draft-model`).
@@ -213,6 +246,8 @@ class ModelDrafter:
     to `limit` drafts. The small model's KV cache follows the context: what it drafted and the
     main model rejected is dropped by the prefix reuse of its next call.
     """
+
+    free = False  # each draft runs the small model
 
     def __init__(self, model: LocalEngine, tokens: Sequence[int]) -> None:
         self.model, self.tokens = model, list(tokens)
