@@ -87,6 +87,25 @@ def test_one_sequence_drafts_what_pays_for_itself() -> None:
     assert size(DraftBudget(3), odd, 5, room=8) == 3
 
 
+def test_drafts_not_verified_are_watched_and_teach_the_budget() -> None:
+    budget = DraftBudget(4)
+    start = budget.chances(5, room=4)
+    budget.watch(5, [7, 8, 9, 10])
+    budget.watch(5, [1, 2])  # one at a time: the first is still being followed
+    for token in (7, 8, 9, 10):
+        budget.follow(token)  # the text went on as the draft said, to its end
+    assert budget.chances(5, room=4) > start
+    budget.watch(2, [3, 4])
+    budget.follow(5)  # missed at once
+    assert budget.chances(2, room=2)[0] < DraftBudget(4).chances(2, room=2)[0]
+    assert budget.chances(5, room=4) > start  # a short match's miss says nothing of long ones
+    budget.watch(3, [1, 2, 3])
+    budget.follow(1)
+    budget.settle()  # drafting for real from here: the one token it matched counts as accepted
+    budget.follow(9)
+    assert budget.chances(3, room=1)[0] > DraftBudget(4).chances(3, room=1)[0]
+
+
 def test_sequences_decoded_together_share_the_drafts_that_pay() -> None:
     sure, unsure = [0.9, 0.8, 0.7, 0.6], [0.3, 0.1]
     # Each row costs a tenth of a four-sequence step: worth it for a chance above 0.4 (0.1 x 4 rows).

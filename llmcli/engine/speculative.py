@@ -171,9 +171,9 @@ def plan(chances: Sequence[Sequence[float]], costs: StepCosts) -> list[int]:
 class DraftBudget:
     """The chance that each draft after a match is accepted, learnt from one generation's drafts.
 
-    The first draft token's acceptance is estimated per evidence (the matched length: longer matches
-    are surer), each further one's given its predecessor's by one estimate, both Beta-smoothed counts
-    from this generation's verifications, and from the drafts it watched: those not expected to pay,
+    The first draft token's acceptance, and each further one's given its predecessor's, are estimated
+    per evidence (the matched length: longer matches are surer), both Beta-smoothed counts from this
+    generation's verifications, and from the drafts it watched: those not expected to pay,
     settled by the tokens that came (else a text that copies its prompt, where drafts would pay,
     would never be drafted to find out). `plan` turns the chances into draft sizes: on text with no
     repeats only short matches turn up, whose expected gain is below their cost, so plain decoding
@@ -187,7 +187,9 @@ class DraftBudget:
     def __init__(self, max_tokens: int) -> None:
         self.max_tokens = max_tokens
         self._first = {evidence: list(counts) for evidence, counts in self.PRIOR_FIRST.items()}
-        self._next = list(self.PRIOR_NEXT)
+        # Per evidence too: the short matches code is full of go on for a token or two, which must not
+        # make the long ones' copies look short.
+        self._next = {evidence: list(self.PRIOR_NEXT) for evidence in self.PRIOR_FIRST}
         self._watched: tuple[int, list[int], int] | None = None  # (evidence, draft, tokens matched)
 
     def chances(self, evidence: int, room: int) -> list[float]:
@@ -195,8 +197,9 @@ class DraftBudget:
         (all before it accepted too); none after a match too short to draft from."""
         if evidence < MIN_NGRAM:
             return []
-        hits, misses = self._first[min(evidence, MAX_EVIDENCE)]
-        reach, carry = hits / (hits + misses), self._next[0] / sum(self._next)
+        evidence = min(evidence, MAX_EVIDENCE)
+        (hits, misses), (goes_on, ends) = self._first[evidence], self._next[evidence]
+        reach, carry = hits / (hits + misses), goes_on / (goes_on + ends)
         chances = []
         for _ in range(min(self.max_tokens, room)):
             chances.append(reach)
@@ -205,10 +208,11 @@ class DraftBudget:
 
     def record(self, evidence: int, drafted: int, accepted: int) -> None:
         """The outcome of one verification of drafted tokens after a match of evidence tokens."""
-        self._first[min(evidence, MAX_EVIDENCE)][0 if accepted else 1] += 1
+        evidence = min(evidence, MAX_EVIDENCE)
+        self._first[evidence][0 if accepted else 1] += 1
         if accepted:
-            self._next[0] += accepted - 1
-            self._next[1] += int(accepted < drafted)
+            self._next[evidence][0] += accepted - 1
+            self._next[evidence][1] += int(accepted < drafted)
 
     def watch(self, evidence: int, draft: list[int]) -> None:
         """Follow a draft that is not verified, unless one is followed already: the tokens that come
