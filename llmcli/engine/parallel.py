@@ -1,7 +1,8 @@
 """ParallelEngine: up to n_seq_max generations at once in one llama.cpp context (continuous batching).
 
 It drives a LocalEngine's `Context` through its public methods only: one thread owns the context and
-every step decodes one batch of several sequences; prompts reuse the cells any slot holds of them.
+every step decodes one batch of several sequences, with their prompt-lookup drafts; prompts reuse
+the cells any slot holds of them.
 """
 
 from __future__ import annotations
@@ -52,6 +53,16 @@ class _Request:
 
 
 @dataclass
+class _Lookup:
+    """A sequence's prompt lookup: its tokens so far, what its drafts earned, the coming step's drafts."""
+
+    index: NgramIndex
+    budget: DraftBudget
+    drafts: list[int] = field(default_factory=list)  # verified in the coming step, after the token
+    evidence: int = 0  # the match they came from
+
+
+@dataclass
 class _Live:
     """A request in a sequence slot: its prompt is evaluated chunk by chunk, then one token per step."""
 
@@ -64,10 +75,7 @@ class _Live:
     token: int | None = None  # sampled, not yet in the cache
     mark: float = 0.0  # the step clock when the slot was taken, then when the prompt was done
     decoding: bool = False  # the prompt is done: tokens are sampled and decoded
-    index: NgramIndex | None = None  # with lookup: the prompt and output, for drafts
-    budget: DraftBudget | None = None
-    drafts: list[int] = field(default_factory=list)  # verified in the coming step, after token
-    evidence: int = 0  # the match the drafts came from
+    lookup: _Lookup | None = None
 
 
 class ParallelEngine:
@@ -76,8 +84,10 @@ class ParallelEngine:
     Each generate() call becomes a sequence with its own sampler, stop strings and limits. One
     thread owns the context: every step it decodes one batch holding the next token of every live
     sequence, filled up with prompt chunks of new ones, so the weights read once per step serve
-    them all. A finished sequence's cells are freed and the slot takes the next waiting prompt.
-    Callers generate from their own threads; pieces stream back to each as they are sampled.
+    them all. With lookup, a step without prompt chunks also verifies the sequences' drafts, as
+    many as `plan` finds worth their rows for that many sequences (costs measured per count). A
+    finished sequence's cells are freed and the slot takes the next waiting prompt. Callers generate
+    from their own threads; pieces stream back to each as they are sampled.
 
     Stats: a sequence's prompt_ms is the decode time of the steps from taking its slot to finishing
     its prompt, and decode_ms that of the steps after, each of which decoded one of its tokens (a step
@@ -224,9 +234,14 @@ class ParallelEngine:
                     choose = out.steer(choose, sampler)
                     request.gen.stats.prompt_tokens = len(request.tokens)
                     request.gen.stats.cached_tokens = reused
-                    one = live[seq] = _Live(request, seq, choose, sampler, out, fed=reused, mark=self._clock)
-                    if request.lookup:
-                        one.index, one.budget = NgramIndex(request.tokens), DraftBudget(request.lookup)
+                    lookup = (
+                        _Lookup(NgramIndex(request.tokens), DraftBudget(request.lookup))
+                        if request.lookup
+                        else None
+                    )
+                    live[seq] = _Live(
+                        request, seq, choose, sampler, out, fed=reused, mark=self._clock, lookup=lookup
+                    )
                 for seq in [s for s, one in live.items() if one.request.cancelled]:
                     self._release(live.pop(seq), free, None)
                 if live:
@@ -293,14 +308,14 @@ class ParallelEngine:
         ordered = sorted(live.values(), key=lambda one: one.seq)
         decoding: list[tuple[_Live, int]] = [(one, one.token) for one in ordered if one.token is not None]
         for one, pending in decoding:
-            if one.index is not None and one.budget is not None:
-                one.budget.follow(pending)
-                one.index.append(pending)
+            if one.lookup is not None:
+                one.lookup.budget.follow(pending)
+                one.lookup.index.append(pending)
         # Prompt chunks make a step compute-bound, where extra rows cost what they do in a prompt.
         prompting = len(decoding) < len(ordered)
         drafted = self._draft([one for one, _ in decoding], capacity) if decoding and not prompting else 0
         for one, pending in decoding:
-            verified = [pending, *one.drafts]
+            verified = [pending, *(one.lookup.drafts if one.lookup else [])]
             rows.append((one, len(tokens)))
             tokens.extend(verified)
             positions.extend(range(one.fed, one.fed + len(verified)))
@@ -342,48 +357,48 @@ class ParallelEngine:
         them together, within capacity rows); returns how many there are in all."""
         chances: list[list[float]] = []
         for one in decoding:
-            if one.index is None or one.budget is None:
+            if (lookup := one.lookup) is None:
                 chances.append([])
                 continue
             stats, limit = one.out.gen.stats, one.out.gen.sampling.max_tokens
             room = min(self.n_ctx - one.fed, (limit or self.n_ctx) - stats.generated_tokens) - 1
-            one.evidence = one.index.evidence()
-            chances.append(one.budget.chances(one.evidence, min(room, capacity // len(decoding) - 1)))
-        sizes = plan(chances, self._costs[len(decoding)])
-        for one, size, its in zip(decoding, sizes, chances, strict=True):
-            if one.index is None or one.budget is None:
+            lookup.evidence = lookup.index.evidence()
+            chances.append(lookup.budget.chances(lookup.evidence, min(room, capacity // len(decoding) - 1)))
+        drafted = 0
+        for one, size, its in zip(decoding, plan(chances, self._costs[len(decoding)]), chances, strict=True):
+            if (lookup := one.lookup) is None:
                 continue
             if size:
-                one.budget.settle()
-                one.drafts = one.index.draft(size)
+                lookup.budget.settle()
+                lookup.drafts = lookup.index.draft(size)
+                drafted += len(lookup.drafts)
             elif its:
-                one.budget.watch(one.evidence, one.index.draft(len(its)))
-        return sum(len(one.drafts) for one in decoding)
+                lookup.budget.watch(lookup.evidence, lookup.index.draft(len(its)))
+        return drafted
 
     def _verify(self, one: _Live, row: int) -> int | None:
         """Sample the rows of a decoding sequence's token and drafts from `row` on, keeping the drafts
         that equal the samples: the next token, or None when the generation has ended."""
-        drafts = one.drafts
         one.fed += 1  # the token decoded this step is in the cache now
         token = one.choose(row)
-        accepted = 0
+        lookup = one.lookup
+        if lookup is None or not lookup.drafts:
+            return self._emit(one, token)
+        drafts, accepted = lookup.drafts, 0
         while accepted < len(drafts) and token == drafts[accepted]:
             accepted += 1
             if self._emit(one, token) is None:
                 break
-            one.index.append(token)  # type: ignore[union-attr]
+            lookup.index.append(token)
             one.fed += 1
             token = one.choose(row + accepted)
-        if drafts:
-            one.budget.record(one.evidence, len(drafts), accepted)  # type: ignore[union-attr]
-            stats = one.out.gen.stats
-            stats.drafted_tokens += len(drafts)
-            stats.accepted_tokens += accepted
-            self.context.drop(one.seq, one.fed)  # the rejected drafts' cells
-            one.drafts = []
-            if one.out.gen.finish_reason is not None:
-                return None
-        return self._emit(one, token)
+        lookup.budget.record(lookup.evidence, len(drafts), accepted)
+        stats = one.out.gen.stats
+        stats.drafted_tokens += len(drafts)
+        stats.accepted_tokens += accepted
+        self.context.drop(one.seq, one.fed)  # the rejected drafts' cells
+        lookup.drafts = []
+        return None if one.out.gen.finish_reason is not None else self._emit(one, token)
 
     def _emit(self, one: _Live, token: int) -> int | None:
         """Send the pieces token completes: token, or None when the generation ends with it."""
