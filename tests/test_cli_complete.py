@@ -137,9 +137,10 @@ def test_model_from_environment(run_cli: Run, stories: Path) -> None:
 
 
 def start_endless(program_model: Callable[..., Path], env: dict[str, str]) -> subprocess.Popen[bytes]:
-    """`llmcli complete` on a model that never stops (" Hello world" forever)."""
-    model = program_model({HELLO: {WORLD: 30.0}, WORLD: {HELLO: 30.0}}, n_ctx=16384)
-    argv = [str(LLMCLI), "complete", "-m", str(model), "--ctx", "16384", "--greedy", "Hello"]
+    """`llmcli complete` on a model that never stops (" Hello world" forever). Prompt lookup drafts
+    the loop whole, so the context is long enough to take a while even at that speed."""
+    model = program_model({HELLO: {WORLD: 30.0}, WORLD: {HELLO: 30.0}}, n_ctx=131072)
+    argv = [str(LLMCLI), "complete", "-m", str(model), "--ctx", "131072", "--greedy", "Hello"]
     return subprocess.Popen(
         argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, env=env
     )

@@ -516,7 +516,7 @@ class LoadOptions(OptionGroup):
 
     def workers(self, inputs: int) -> tuple[int, bool]:
         """Sequences to decode together for this many inputs, and whether that was chosen automatically."""
-        if self.draft_model:  # drafts help one sequence; several already fill each step
+        if self.draft_model:  # it drafts for one sequence; several sequences draft by prompt lookup
             if (self.parallel or 1) > 1:
                 from llmcli.errors import UsageError
 
