@@ -12,6 +12,9 @@ from llmcli.engine.costfile import KEPT_KEYS, load_costs, save_costs
 from llmcli.engine.speculative import StepCosts
 from llmcli.sampling import SamplingConfig
 
+STORY = "Once upon a time, there was a little girl named Lily. She loved to play outside in the park. "
+GREEDY = SamplingConfig(temperature=0.0, max_tokens=48)
+
 
 def test_costs_round_trip_and_bad_files_mean_none(tmp_path: Path) -> None:
     path = tmp_path / "step-costs.json"
@@ -48,11 +51,9 @@ def test_an_engine_saves_its_costs_on_close_and_the_next_one_starts_from_them(
     stories: Path, tmp_path: Path
 ) -> None:
     path = tmp_path / "step-costs.json"
-    story = "Once upon a time, there was a little girl named Lily. She loved to play outside in the park. "
-    greedy = SamplingConfig(temperature=0.0, max_tokens=48)
     with cheap(LocalEngine(stories, EngineOptions(n_ctx=512))) as engine:
         engine.use_cost_file(path)
-        assert engine.generate(story * 3 + "Once", greedy, lookup=8).run().stats.drafted_tokens > 0
+        assert engine.generate(STORY * 3 + "Once", GREEDY, lookup=8).run().stats.drafted_tokens > 0
         measured = engine.step_costs.measured()
     saved = json.loads(path.read_text())
     (key,) = saved
@@ -67,11 +68,9 @@ def test_a_parallel_engine_keeps_its_costs_by_the_sequences_decoded_together(
     stories: Path, tmp_path: Path
 ) -> None:
     path = tmp_path / "step-costs.json"
-    story = "Once upon a time, there was a little girl named Lily. She loved to play outside in the park. "
-    greedy = SamplingConfig(temperature=0.0, max_tokens=48)
     with cheap(ParallelEngine(LocalEngine(stories, EngineOptions(n_ctx=1024, n_seq_max=2)))) as engine:
         engine.use_cost_file(path)
-        gens = [engine.generate(story * 3 + start, greedy, lookup=8) for start in ("Once", "One")]
+        gens = [engine.generate(STORY * 3 + start, GREEDY, lookup=8) for start in ("Once", "One")]
         assert sum(g.run().stats.drafted_tokens for g in gens) > 0
     keys = list(json.loads(path.read_text()))
     assert sorted(key.rsplit("|", 1)[1] for key in keys) == ["seqs=1", "seqs=2"]
