@@ -30,6 +30,9 @@ def test_costs_round_trip_and_bad_files_mean_none(tmp_path: Path) -> None:
         assert load_costs(path, "m") == {}
         save_costs(path, "m", {1: [1.5]})  # replaces what it cannot read
         assert load_costs(path, "m") == {1: [1.5]}
+    first = tmp_path / "no cache folder yet" / "step-costs.json"
+    save_costs(first, "m", {1: [1.5]})
+    assert load_costs(first, "m") == {1: [1.5]}
 
 
 def test_the_file_keeps_the_latest_keys(tmp_path: Path) -> None:

@@ -42,4 +42,5 @@ def save_costs(path: Path, key: str, measured: Mapping[int, Sequence[float]]) ->
     kept = dict(list(known.items())[-(KEPT_KEYS - 1) :])
     kept[key] = {str(size): [round(x, 4) for x in ratios] for size, ratios in sorted(measured.items())}
     with contextlib.suppress(OSError):
+        path.parent.mkdir(parents=True, exist_ok=True)  # a first run on a model given by path
         atomic_write_text(path, json.dumps(kept, indent=1) + "\n")
