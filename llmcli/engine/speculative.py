@@ -155,15 +155,18 @@ def plan(chances: Sequence[Sequence[float]], costs: StepCosts) -> list[int]:
     with the largest expected gain, in steps saved against decoding the tokens it yields plainly,
     spent on the likeliest drafts. All zero when no total pays for itself."""
     rows = len(chances)
-    likeliest = sorted((-c, place, seq) for seq, ours in enumerate(chances) for place, c in enumerate(ours))
+    drafts_by_chance = sorted(
+        ((c, place, seq) for seq, ours in enumerate(chances) for place, c in enumerate(ours)),
+        key=lambda draft: (-draft[0], draft[1]),
+    )
     best, total, expected = 0.0, 0, 0.0
-    for drafts, (chance, _, _) in enumerate(likeliest, 1):
-        expected -= chance
+    for drafts, (chance, _, _) in enumerate(drafts_by_chance, 1):
+        expected += chance
         gain = 1 + expected / rows - costs.relative(drafts)
         if gain > best:
             best, total = gain, drafts
     sizes = [0] * rows
-    for _, _, seq in likeliest[:total]:
+    for _, _, seq in drafts_by_chance[:total]:
         sizes[seq] += 1
     return sizes
 
