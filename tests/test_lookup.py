@@ -58,8 +58,8 @@ def measured(plain: float, **verifications: list[float]) -> StepCosts:
 
 def test_step_costs_are_measured_ratios_and_a_size_tried_once_is_tried_again() -> None:
     assert StepCosts().relative(3) == pytest.approx(1 + 3 * StepCosts.PRIOR_ROW)  # nothing measured yet
-    costs = measured(0.02, k1=[0.032, 0.03, 0.05], k3=[0.06], k5=[0.04, 0.05])
-    assert costs.relative(1) == pytest.approx(1.6)  # the median of three
+    costs = measured(0.02, k1=[0.032, 0.034, 0.06, 0.06, 0.06, 0.06], k3=[0.06], k5=[0.04, 0.05])
+    assert costs.relative(1) == pytest.approx(1.7)  # the lower quartile: a busy run's 3.0s do not count
     assert costs.relative(3) == pytest.approx(2.2)  # one slow decode: the prior's price still
     assert costs.relative(5) == pytest.approx(2.0)  # the cheaper of what was seen and the prior
     # Untried counts cost at least what a smaller one was measured to (three times): 2.5, not 2.2.

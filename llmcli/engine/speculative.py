@@ -92,7 +92,7 @@ class StepCosts:
     A plain step decodes `rows` tokens (one per sequence decoded together). A count measured fewer
     than TRIED times is priced at the least of PRIOR_ROW single steps a draft (on the cheap side)
     and what it took, so that it gets tried again, but at no less than any smaller count measured;
-    after that at the median.
+    after that at the lower quartile of the latest WINDOW (`_typical`).
     """
 
     PRIOR_ROW = 0.4
@@ -135,18 +135,21 @@ class StepCosts:
         if price is None:
             seen = self._ratios.get(drafts, ())
             if len(seen) >= self.TRIED:
-                price = statistics.median(seen)
+                price = _typical(seen)
             else:
                 # One slow first decode must not rule a count out for good; but more drafts cost at
                 # least what fewer were measured to, which spares trying every count where rows are dear.
-                fewer = [
-                    statistics.median(r)
-                    for k, r in self._ratios.items()
-                    if k < drafts and len(r) >= self.TRIED
-                ]
+                fewer = [_typical(r) for k, r in self._ratios.items() if k < drafts and len(r) >= self.TRIED]
                 price = max(min([1 + self.PRIOR_ROW * drafts / self.rows, *seen]), *fewer, 1.0)
             self._prices[drafts] = price
         return price
+
+
+def _typical(ratios: Iterable[float]) -> float:
+    """The lower quartile of measured costs: another process on the cores only ever adds time, and
+    the costs are kept between runs, so one busy run must not price drafts out of the next ones."""
+    ordered = sorted(ratios)
+    return ordered[len(ordered) // 4]
 
 
 def plan(chances: Sequence[Sequence[float]], costs: StepCosts) -> list[int]:
