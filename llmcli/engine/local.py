@@ -205,7 +205,7 @@ class LocalEngine:
                     room = min(n_ctx - n_past, (limit or n_ctx) - stats.generated_tokens, n_batch) - 1
                     evidence = index.evidence()
                     chances = budget.chances(evidence, room)
-                    size = plan([chances], costs)[0]
+                    size = plan([chances], costs)[0] if chances else 0
                     if size:
                         budget.settle()
                         drafts = index.draft(size)

@@ -104,7 +104,7 @@ class ParallelEngine:
         self.capabilities = Capabilities(parallel=self.n_parallel, speculation=engine.can_speculate)
         # What drafts cost, by the number of sequences a step decodes: a step's rows are shared.
         self._costs = {n: StepCosts(rows=n) for n in range(1, self.n_parallel + 1)}
-        self._cost_file: Path | None = None
+        self._cost_file: tuple[Path, dict[int, str]] | None = None  # and the key of each table
         self._inbox: queue.SimpleQueue[_Request | None] = queue.SimpleQueue()
         # Prompt tokens whose cells each slot holds: kept after a sequence ends, so a prompt that
         # starts the same way (the instructions every chunk and file shares) is evaluated once.
@@ -124,9 +124,10 @@ class ParallelEngine:
     def use_cost_file(self, path: Path) -> None:
         """Start from the verification costs earlier runs measured and kept in path, by the model,
         threads, offload and sequences decoded together; keep this run's there when it closes."""
+        keys = {n: f"{self.engine.cost_key}|seqs={n}" for n in self._costs}
         for n, costs in self._costs.items():
-            costs.remember(load_costs(path, f"{self.engine.cost_key}|seqs={n}"))
-        self._cost_file = path
+            costs.remember(load_costs(path, keys[n]))
+        self._cost_file = (path, keys)
 
     @property
     def takes_messages(self) -> bool:
@@ -195,8 +196,9 @@ class ParallelEngine:
         if threading.current_thread() is not self._thread:
             self._thread.join()
         if self._cost_file is not None:
+            path, keys = self._cost_file
             for n, costs in self._costs.items():
-                save_costs(self._cost_file, f"{self.engine.cost_key}|seqs={n}", costs.measured())
+                save_costs(path, keys[n], costs.measured())
             self._cost_file = None
         self.engine.close()
 
@@ -364,6 +366,8 @@ class ParallelEngine:
             room = min(self.n_ctx - one.fed, (limit or self.n_ctx) - stats.generated_tokens) - 1
             lookup.evidence = lookup.index.evidence()
             chances.append(lookup.budget.chances(lookup.evidence, min(room, capacity // len(decoding) - 1)))
+        if not any(chances):
+            return 0
         drafted = 0
         for one, size, its in zip(decoding, plan(chances, self._costs[len(decoding)]), chances, strict=True):
             if (lookup := one.lookup) is None:

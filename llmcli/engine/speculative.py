@@ -139,7 +139,9 @@ class StepCosts:
             else:
                 # One slow first decode must not rule a count out for good; but more drafts cost at
                 # least what fewer were measured to, which spares trying every count where rows are dear.
-                fewer = [_typical(r) for k, r in self._ratios.items() if k < drafts and len(r) >= self.TRIED]
+                fewer = [
+                    self.relative(k) for k, r in self._ratios.items() if k < drafts and len(r) >= self.TRIED
+                ]
                 price = max(min([1 + self.PRIOR_ROW * drafts / self.rows, *seen]), *fewer, 1.0)
             self._prices[drafts] = price
         return price

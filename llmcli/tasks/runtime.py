@@ -180,12 +180,9 @@ def load_model(
     if prompt_cache:
         folder = Paths.from_env(environ).cache_dir / "prompt-cache"
         engine.use_prompt_cache(PromptCache(folder, settings.prompt_cache_mb << 20))
-    costs = Paths.from_env(environ).cache_dir / "step-costs.json"  # verifying drafts here, measured earlier
-    if parallel == 1:
-        engine.use_cost_file(costs)
-        return LoadedModel(engine, ref, None, model=engine)
-    several = ParallelEngine(engine)
-    several.use_cost_file(costs)
+    several = ParallelEngine(engine) if parallel > 1 else None
+    # What verifying drafts costs here, measured by earlier runs.
+    (several or engine).use_cost_file(Paths.from_env(environ).cache_dir / "step-costs.json")
     return LoadedModel(engine, ref, several, model=engine)
 
 
