@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Callable, Iterator, Mapping
@@ -14,6 +15,10 @@ sys.path.insert(0, str(Path(__file__).parent))
 # huggingface_hub reads these once, at import: in-process code must never reach the real hub either.
 os.environ["HF_ENDPOINT"] = "http://127.0.0.1:9"
 os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
+# A shell starts background jobs with SIGINT ignored, and an ignored signal stays ignored in every
+# child: the CLIs the Ctrl-C tests start would never see it. A handled one is reset for them.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 from realmodel import fetch_gemma
 from thinkers import Thinker, write_thinker
