@@ -1,8 +1,9 @@
 """Decode speed on a busy machine: llmcli (threads tuned at run time) next to native llama-bench.
 
 A bounded load generator starts `--load` CPU-bound processes that stop by themselves after
-`--seconds` (a compile, a browser tab). In the same run, with and without the load: `llmcli bench`
-tg128 with its default threads, and llama-bench tg128 at every thread count. The fair share of the
+`--seconds` (a compile, a browser tab), afresh for each loaded run and before it, as when a build
+is already running. In the same run, with and without the load: `llmcli bench` tg128 with its
+default threads, and llama-bench tg128 at every thread count. The fair share of the
 machine among the busy processes is idle speed x cores / (load + cores); the goal under load is at
 least 75% of it, with idle speed unchanged.
 
@@ -16,6 +17,8 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 from common import LLMCLI, chosen_model, native_tool
@@ -35,11 +38,19 @@ def native_tg(model: Path, gen: int, threads: int) -> float:
     return float(json.loads(out)[0]["avg_ts"])
 
 
-def measure(model: Path, gen: int, cores: int) -> dict[str, float]:
-    figures = {"llmcli": llmcli_tg(model, gen)}
-    for threads in range(cores, 0, -1):
-        figures[f"native -t {threads}"] = native_tg(model, gen, threads)
-    return figures
+def loaded(run: Callable[[], float], load: int, seconds: float) -> float:
+    """run() beside `load` busy processes started for it alone (they stop by themselves after
+    `seconds`); fails where they stopped before run() did, since the figure would be half idle."""
+    busy = [subprocess.Popen([sys.executable, "-c", BUSY, str(seconds)]) for _ in range(load)]
+    try:
+        figure = run()
+        if any(proc.poll() is not None for proc in busy):
+            sys.exit(f"the load stopped before the run did: give more --seconds than {seconds:g}")
+        return figure
+    finally:
+        for proc in busy:
+            proc.kill()
+            proc.wait()
 
 
 def main() -> None:
@@ -50,13 +61,11 @@ def main() -> None:
     ap.add_argument("--gen", type=int, default=128)
     args = ap.parse_args()
     model, cores = chosen_model(args.model), len(os.sched_getaffinity(0))
-    idle = measure(model, args.gen, cores)
-    busy_procs = [subprocess.Popen([sys.executable, "-c", BUSY, str(args.seconds)]) for _ in range(args.load)]
-    try:
-        loaded = measure(model, args.gen, cores)
-    finally:
-        for proc in busy_procs:
-            proc.kill()
+    runs: dict[str, Callable[[], float]] = {"llmcli": partial(llmcli_tg, model, args.gen)}
+    for threads in range(cores, 0, -1):
+        runs[f"native -t {threads}"] = partial(native_tg, model, args.gen, threads)
+    idle = {name: run() for name, run in runs.items()}
+    busy = {name: loaded(run, args.load, args.seconds) for name, run in runs.items()}
     share = idle["llmcli"] * cores / (args.load + cores)
     print(
         f"{model.name}, tg{args.gen}, {cores} cores, {args.load} busy processes; fair share {share:.1f} t/s"
@@ -64,7 +73,7 @@ def main() -> None:
     print("| run | idle t/s | loaded t/s | loaded / fair share |")
     print("|---|---|---|---|")
     for name in idle:
-        print(f"| {name} | {idle[name]:.1f} | {loaded[name]:.1f} | {loaded[name] / share:.2f} |")
+        print(f"| {name} | {idle[name]:.1f} | {busy[name]:.1f} | {busy[name] / share:.2f} |")
 
 
 if __name__ == "__main__":

@@ -175,9 +175,10 @@ class Context:
         if self._tuner is None:
             self.check(self._lib.llama_decode(self._ctx, batch))
         else:
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), time.process_time()
             self.check(self._lib.llama_decode(self._ctx, batch))
-            if (threads := self._tuner.observe(time.perf_counter() - start)) is not None:
+            seconds = time.perf_counter() - start
+            if (threads := self._tuner.observe(seconds, time.process_time() - cpu)) is not None:
                 self._lib.llama_set_n_threads(self._ctx, threads, threads)
 
     def decode_sequences(

@@ -2,66 +2,86 @@
 
 llama.cpp's CPU threads wait for each other at every step, spinning. When other processes take a
 core, a descheduled thread holds up the rest, and decoding with every core falls to a tenth of its
-speed, below what one thread alone does. The tuner watches the median time of a window of
-single-token steps: when it grows well past the best this thread count has shown, it tries one
-thread fewer and keeps whichever is faster; while below the maximum it tries one more now and then,
-so that the engine returns to every core once the machine is quiet again. On an idle machine it
-never leaves the maximum.
+speed, below what one thread alone does (a step can then take seconds). The tuner watches windows
+of single-token steps (16, or as many as took half a second): their median time, and how much of
+their time the threads were actually running (the process's CPU time over wall time x threads).
+Threads that ran well under their time were kept waiting by other processes, whether those were
+there before this one started or came later: the tuner then tries one thread fewer and keeps
+whichever is faster. While below the maximum and running freely, it tries one more now and then,
+less often after each try that lost, so that the engine returns to every core once the machine is
+quiet again. On an idle machine the threads run all the time, and it never leaves the maximum.
 """
 
 from __future__ import annotations
 
+import math
 import statistics
 
 WINDOW = 16  # single-token steps per measurement
-SLOWER = 1.5  # a window this much slower than the best seen at this count suggests contention
-PROBE_EVERY = 8  # windows between tries of one thread more, while below the maximum
+WINDOW_SECONDS = 0.5  # ... or fewer, once they took this long: a collapsed step can take seconds
+TRIAL = 4  # steps that try another count, ended early once they took longer than the other count's
+CONTENDED = 0.75  # threads that ran less than this share of the window's time were kept waiting
+FREE = 0.9  # ... and more than this ran freely: a core may be free for one thread more
+PROBE_EVERY = 8  # windows before trying one thread more, while below the maximum
+PATIENCE_MOST = 64  # windows between tries: doubled after each try that lost, up to this
+_PATIENCE = {-1: 1, 1: PROBE_EVERY}  # fewer threads as soon as they wait; more only after a while
 
 
 class ThreadTuner:
-    """Decides the thread count from step times: `observe` each step's seconds, use `threads`."""
+    """Decides the thread count from step times: `observe` each step, use `threads`."""
 
     def __init__(self, most: int) -> None:
         self.most = self.threads = most
         self._steps: list[float] = []
-        self._best: dict[int, float] = {}  # the fastest window median seen at each count
+        self._cpu = 0.0  # the process's CPU seconds over the window's steps
         self._last: dict[int, float] = {}  # the latest window median at each count
         self._trial_from: int | None = None  # the count a trial of another count will be compared with
-        self._windows_below = 0
+        self._windows = 0  # windows since the last trial
+        self._patience = dict(_PATIENCE)  # by direction: windows before a try of one thread less or more
 
-    def observe(self, seconds: float) -> int | None:
-        """Record one step; returns a new thread count to switch to, or None to keep this one."""
-        self._steps.append(seconds)
-        if len(self._steps) < WINDOW:
-            return None
-        median = statistics.median(self._steps)
-        self._steps.clear()
-        n = self.threads
-        self._last[n] = median
-        self._best[n] = min(median, self._best.get(n, median))
+    def observe(self, seconds: float, cpu_seconds: float) -> int | None:
+        """Record one step (its wall time, and the CPU time the whole process spent in it); returns a
+        new thread count to switch to, or None to keep this one."""
+        steps = self._steps
+        steps.append(seconds)
+        self._cpu += cpu_seconds
+        took, n = sum(steps), self.threads
         if self._trial_from is not None:
+            beaten = took > TRIAL * self._last[self._trial_from]
+            if len(steps) < TRIAL and not beaten:
+                return None
+            median = math.inf if beaten else statistics.median(steps)
+            steps.clear()
+            self._cpu = 0.0
             return self._settle(n, median)
-        if n > 1 and median > SLOWER * self._best[n]:
-            return self._try(n - 1)
-        if n < self.most:
-            self._windows_below += 1
-            if self._windows_below >= PROBE_EVERY:
-                return self._try(n + 1)
+        if len(steps) < WINDOW and took < WINDOW_SECONDS:
+            return None
+        ran = self._cpu / (took * n)
+        self._last[n] = statistics.median(steps)
+        steps.clear()
+        self._cpu = 0.0
+        self._windows += 1
+        step = -1 if ran < CONTENDED else 1 if ran > FREE else 0
+        if step and 1 <= n + step <= self.most and self._windows >= self._patience[step]:
+            return self._try(n + step)
         return None
 
     def _try(self, n: int) -> int:
-        self._trial_from, self._windows_below = self.threads, 0
+        self._trial_from, self._windows = self.threads, 0
         self.threads = n
         return n
 
     def _settle(self, n: int, median: float) -> int | None:
-        """After a trial window at n: keep n if it beat the count it came from, else go back."""
+        """After a trial at n: keep n if it beat the count it came from, else go back and wait longer
+        before the next try."""
         came_from = self._trial_from
         assert came_from is not None
         self._trial_from = None
         if median < self._last[came_from]:
+            self._last[n] = median
+            self._patience = dict(_PATIENCE)
             return None
-        # The slowdown was not contention (a deeper context, say): it is the new normal there.
-        self._best[came_from] = self._last[came_from]
+        step = n - came_from
+        self._patience[step] = min(2 * self._patience[step], PATIENCE_MOST)
         self.threads = came_from
         return came_from
