@@ -131,17 +131,20 @@ def test_sequences_decoded_together_share_the_drafts_that_pay() -> None:
 def test_stories_output_is_identical_with_lookup(
     stories_engine: LocalEngine, sampling: SamplingConfig
 ) -> None:
-    # Sampled output is identical only while a batched decode's logits equal a single-token decode's
-    # bit for bit; llama.cpp's CPU kernels for n >= 2 round differently, which can flip a sample at
-    # a top-p boundary (the distribution is still the plain one). Greedy output is what we pin.
+    # Output is identical only while a batched decode's logits equal a single-token decode's bit for
+    # bit; llama.cpp's CPU kernels for n >= 2 round differently, which can flip a sample at a top-p
+    # boundary (the distribution is still the plain one), or greedy output at a near tie (on AVX-512,
+    # top two 0.0014 apart at token 88). Greedy output is pinned up to such a tie.
     stories_engine.reset()
     plain = stories_engine.generate(STORY, sampling).run()
     stories_engine.reset()
     fast = cheap(stories_engine).generate(STORY, sampling, lookup=8).run()
-    assert fast.tokens == plain.tokens and fast.text == plain.text
-    assert fast.finish_reason == plain.finish_reason
     assert fast.stats.accepted_tokens > 0 and fast.stats.drafted_tokens >= fast.stats.accepted_tokens
-    assert fast.stats.generated_tokens == plain.stats.generated_tokens
+    if sampling.temperature == 0:
+        assert_same_up_to_a_tie(stories_engine, stories_engine.tokenize(STORY), plain.tokens, fast.tokens)
+    if fast.tokens == plain.tokens:
+        assert fast.text == plain.text and fast.finish_reason == plain.finish_reason
+        assert fast.stats.generated_tokens == plain.stats.generated_tokens
 
 
 def test_limits_and_stops_hold_mid_draft(stories_engine: LocalEngine) -> None:
