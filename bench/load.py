@@ -7,7 +7,7 @@ default threads, and llama-bench tg128 at every thread count. The fair share of 
 machine among the busy processes is idle speed x cores / (load + cores); the goal under load is at
 least 75% of it, with idle speed unchanged.
 
-    python bench/load.py --model M.gguf [--load 2] [--seconds 120] [--gen 128]
+    python bench/load.py --model M.gguf [--load 2] [--seconds 120] [--gen 128] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 from collections.abc import Callable
@@ -59,17 +60,22 @@ def main() -> None:
     ap.add_argument("--load", type=int, default=2, help="busy processes")
     ap.add_argument("--seconds", type=float, default=120, help="they stop by themselves after this")
     ap.add_argument("--gen", type=int, default=128)
+    ap.add_argument("--rounds", type=int, default=3, help="loaded runs of each, interleaved; medians")
     args = ap.parse_args()
     model, cores = chosen_model(args.model), len(os.sched_getaffinity(0))
     runs: dict[str, Callable[[], float]] = {"llmcli": partial(llmcli_tg, model, args.gen)}
     for threads in range(cores, 0, -1):
         runs[f"native -t {threads}"] = partial(native_tg, model, args.gen, threads)
+    # Rounds interleave the runs: a loaded machine's scheduling differs more between runs than idle.
     idle = {name: run() for name, run in runs.items()}
-    busy = {name: loaded(run, args.load, args.seconds) for name, run in runs.items()}
+    rounds = [
+        {name: loaded(run, args.load, args.seconds) for name, run in runs.items()} for _ in range(args.rounds)
+    ]
+    busy = {name: statistics.median(r[name] for r in rounds) for name in runs}
     share = idle["llmcli"] * cores / (args.load + cores)
-    print(
-        f"{model.name}, tg{args.gen}, {cores} cores, {args.load} busy processes; fair share {share:.1f} t/s"
-    )
+    each = ", ".join(f"{r['llmcli']:.1f}" for r in rounds)
+    print(f"{model.name}, tg{args.gen}, {cores} cores, {args.load} busy processes; fair share {share:.1f}")
+    print(f"loaded: medians of {args.rounds} interleaved rounds (llmcli: {each})")
     print("| run | idle t/s | loaded t/s | loaded / fair share |")
     print("|---|---|---|---|")
     for name in idle:
