@@ -35,8 +35,9 @@ class ThreadTuner:
 
     def __init__(self, most: int) -> None:
         self.most = self.threads = most
-        self._steps: list[float] = []
-        self._cpu = 0.0  # the process's CPU seconds over the window's steps
+        self._steps = 0  # in the current window or trial
+        self._took = 0.0  # their wall seconds
+        self._cpu = 0.0  # the process's CPU seconds during them
         self._last: dict[int, float] = {}  # the latest mean step at each count
         self._trial_from: int | None = None  # the count a trial of another count will be compared with
         self._since = 0.0  # seconds decoded since the last trial
@@ -45,23 +46,20 @@ class ThreadTuner:
     def observe(self, seconds: float, cpu_seconds: float) -> int | None:
         """Record one step (its wall time, and the CPU time the whole process spent in it); returns a
         new thread count to switch to, or None to keep this one."""
-        steps = self._steps
-        steps.append(seconds)
+        self._steps += 1
+        self._took += seconds
         self._cpu += cpu_seconds
-        took, n = sum(steps), self.threads
+        steps, took, n = self._steps, self._took, self.threads
         if self._trial_from is not None:
-            if len(steps) < TRIAL and took <= TRIAL * self._last[self._trial_from]:
+            if steps < TRIAL and took <= TRIAL * self._last[self._trial_from]:
                 return None
-            steps_taken = len(steps)
-            steps.clear()
-            self._cpu = 0.0
-            return self._settle(n, took, steps_taken)
-        if len(steps) < WINDOW and took < WINDOW_SECONDS:
+            self._steps, self._took, self._cpu = 0, 0.0, 0.0
+            return self._settle(n, took, steps)
+        if steps < WINDOW and took < WINDOW_SECONDS:
             return None
         ran = self._cpu / (took * n)
-        self._last[n] = took / len(steps)
-        steps.clear()
-        self._cpu = 0.0
+        self._steps, self._took, self._cpu = 0, 0.0, 0.0
+        self._last[n] = took / steps
         self._since += took
         step = -1 if ran < CONTENDED else 1 if ran > FREE else 0
         if step and 1 <= n + step <= self.most and self._since >= self._patience[step]:
