@@ -5,7 +5,7 @@ Starts native llama.cpp's llama-server with the bench model and N slots (continu
 over the same folder of news articles (../shared/eval) against it, greedy, and prints
 documents/minute, the speedup over one request at a time, and whether the outputs are identical.
 
-    python bench/backend.py [--docs 8] [--threads 2] [--slots 4]
+    python bench/backend.py [--docs 8] [--threads 2] [--slots 4] [--rounds 1]
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ def start_server(model: Path, port: int, slots: int, threads: int) -> subprocess
 
 
 def main() -> None:
-    args = arguments(__doc__, docs=8, threads=2, slots=4, port=8181)
+    args = arguments(__doc__, docs=8, threads=2, slots=4, port=8181, rounds=1)
     model = bench_model()
     server = start_server(model, args.port, args.slots, args.threads)
     url = f"http://127.0.0.1:{args.port}"
@@ -51,6 +51,7 @@ def main() -> None:
                 docs,
                 args.docs,
                 [1, args.slots],
+                args.rounds,
                 lambda task, n: [
                     *task,
                     "--backend",

@@ -3,14 +3,16 @@
 Runs the installed `llmcli summarize` and `llmcli translate` over the same folder of news articles
 (../shared/eval) with the bench model, each sequence getting the same context (--ctx = N x 2,048),
 greedy, and prints documents/minute, the speedup over N = 1 and whether the outputs are identical.
-Then llama-batched-bench's figures for the same model and the same parallel levels.
+With --rounds R, the levels run R times, interleaved, and the seconds are medians (one run of this
+VM varies by 2 s). Then llama-batched-bench's figures for the same model and the same levels.
 
-    python bench/parallel.py [--docs 8] [--threads 2] [--levels 1,2,4,8]
+    python bench/parallel.py [--docs 8] [--threads 2] [--levels 1,2,4,8] [--rounds 1]
 """
 
 from __future__ import annotations
 
 import json
+import statistics
 import subprocess
 import tempfile
 import time
@@ -42,19 +44,24 @@ def run(command: list[str], out: Path) -> tuple[float, dict[str, str]]:
 
 
 def compare(
-    docs: Path, count: int, levels: list[int], command: Callable[[list[str], int], list[str]]
+    docs: Path, count: int, levels: list[int], rounds: int, command: Callable[[list[str], int], list[str]]
 ) -> None:
-    """For each task and level N, run command(task flags with the folder, N) and print a table row."""
+    """For each task and level N, run command(task flags with the folder, N) `rounds` times and print
+    a table row: the median seconds, and the first round's outputs compared with N = 1's."""
     print(f"{'task':<10} {'N':>2} {'seconds':>8} {'docs/min':>9} {'speedup':>8} {'identical':>10}")
     for task, flags in TASKS.items():
-        base: tuple[float, dict[str, str]] | None = None
+        runs: dict[int, list[tuple[float, dict[str, str]]]] = {n: [] for n in levels}
+        for _ in range(rounds):
+            for n in levels:
+                out = docs.parent / f"{task}-{n}-{len(runs[n])}"
+                runs[n].append(run(command([flags[0], str(docs), *flags[1:]], n), out))
+        base = statistics.median(seconds for seconds, _ in runs[levels[0]])
         for n in levels:
-            seconds, outputs = run(command([flags[0], str(docs), *flags[1:]], n), docs.parent / f"{task}-{n}")
-            base = base or (seconds, outputs)
-            same = sum(outputs[k] == base[1][k] for k in outputs)
+            seconds, outputs = statistics.median(s for s, _ in runs[n]), runs[n][0][1]
+            same = sum(outputs[k] == runs[levels[0]][0][1][k] for k in outputs)
             print(
                 f"{task:<10} {n:>2} {seconds:>8.1f} {count / seconds * 60:>9.1f} "
-                f"{base[0] / seconds:>8.2f} {f'{same}/{len(outputs)}':>10}"
+                f"{base / seconds:>8.2f} {f'{same}/{len(outputs)}':>10}"
             )
 
 
@@ -67,7 +74,7 @@ def batched_bench(model: Path, threads: int, levels: list[int]) -> str:
 
 
 def main() -> None:
-    args = arguments(__doc__, docs=8, threads=2, model=None, levels="1,2,4,8")
+    args = arguments(__doc__, docs=8, threads=2, model=None, levels="1,2,4,8", rounds=1)
     levels = [int(n) for n in args.levels.split(",")]
     model = chosen_model(args.model)
 
@@ -80,7 +87,7 @@ def main() -> None:
         docs.mkdir()
         write_docs(docs, args.docs)
         print(f"{args.docs} documents, {model.name}, {args.threads} threads, {PER_SEQUENCE_CTX} per sequence")
-        compare(docs, args.docs, levels, command)
+        compare(docs, args.docs, levels, args.rounds, command)
     print("\nllama-batched-bench, same model (PP 256 prompt tokens and TG 64 generated per sequence):")
     print(batched_bench(model, args.threads, levels))
 

@@ -54,6 +54,30 @@ def test_greedy_results_equal_the_sequential_ones(stories: Path, stories_engine:
         assert run_all(engine, jobs) == expected
 
 
+def test_live_sequences_keep_consecutive_slots(
+    stories: Path, stories_engine: LocalEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The second of three ends first and nothing waits for its slot: the third moves into it, since
+    # llama.cpp runs a graph per run of consecutive sequence ids. The outputs stay the sequential ones.
+    jobs = [
+        (p, SamplingConfig(temperature=0.0, max_tokens=n)) for p, n in zip(PROMPTS, (60, 5, 60), strict=False)
+    ]
+    expected = [stories_engine.generate(p, s).run().text for p, s in jobs]
+    with ParallelEngine(LocalEngine(stories, EngineOptions(n_ctx=768, n_seq_max=3))) as engine:
+        steps: list[list[int]] = []
+        decode = engine.context.decode_sequences
+
+        def spy(tokens: list[int], positions: list[int], seqs: list[int], logits: list[int]) -> float:
+            steps.append(sorted(set(seqs)))
+            return decode(tokens, positions, seqs, logits)
+
+        monkeypatch.setattr(engine.context, "decode_sequences", spy)
+        gens = [engine.generate(p, s) for p, s in jobs]
+        assert [g.run().text for g in gens] == expected
+    assert all(ids == list(range(ids[0], ids[0] + len(ids))) for ids in steps)
+    assert [0, 1] in steps
+
+
 def test_sampled_sequences_keep_their_own_seeds(stories: Path, stories_engine: LocalEngine) -> None:
     jobs = [
         (p, SamplingConfig(temperature=0.9, top_k=40, seed=7 + i, max_tokens=20))

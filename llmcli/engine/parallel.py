@@ -86,8 +86,9 @@ class ParallelEngine:
     sequence, filled up with prompt chunks of new ones, so the weights read once per step serve
     them all. With lookup, a step without prompt chunks also verifies the sequences' drafts, as
     many as `plan` finds worth their rows for that many sequences (costs measured per count). A
-    finished sequence's cells are freed and the slot takes the next waiting prompt. Callers generate
-    from their own threads; pieces stream back to each as they are sampled.
+    finished sequence's cells are freed and the slot takes the next waiting prompt; with none
+    waiting, the last sequences move down into free slots, so that every step stays one graph.
+    Callers generate from their own threads; pieces stream back to each as they are sampled.
 
     Stats: a sequence's prompt_ms is the decode time of the steps from taking its slot to finishing
     its prompt, and decode_ms that of the steps after, each of which decoded one of its tokens (a step
@@ -247,6 +248,7 @@ class ParallelEngine:
                 for seq in [s for s, one in live.items() if one.request.cancelled]:
                     self._release(live.pop(seq), free, None)
                 if live:
+                    self._pack(live, free)
                     self._step(live, free)
         except Exception as exc:  # every caller must hear of it, not hang on its queue
             self._failure = exc
@@ -295,6 +297,27 @@ class ParallelEngine:
         free.remove(seq)
         self._held[seq] = []
         return seq, reused
+
+    def _pack(self, live: dict[int, _Live], free: list[int]) -> None:
+        """Move the last sequences into free slots below them until the live ones hold consecutive ids.
+        llama.cpp decodes a step as one graph per run of consecutive ids, so the gap a finished sequence
+        leaves (nothing waiting for its slot) would make every later step read the weights twice. A
+        move copies one sequence's KV buffer, usually smaller than the weights a gap reads again."""
+        while max(live) - min(live) >= len(live):
+            source, dest = max(live), min(f for f in free if f > min(live))
+            one = live.pop(source)
+            self.context.copy_sequence(source, dest)
+            free.remove(dest)
+            self._keep_prompt(source, one.request.tokens, one.fed)
+            free.append(source)
+            one.seq, live[dest] = dest, one
+
+    def _keep_prompt(self, seq: int, prompt: list[int], fed: int) -> None:
+        """Keep slot seq's cells of the prompt, if it was evaluated whole, for the next prompt that
+        starts the same way; drop the rest."""
+        kept = len(prompt) if fed >= len(prompt) else 0
+        self.context.drop(seq, kept)
+        self._held[seq] = prompt[:kept]
 
     def _step(self, live: dict[int, _Live], free: list[int]) -> None:
         """One decode: every decoding sequence's next token and drafts, then prompt chunks; then sample
@@ -412,10 +435,7 @@ class ParallelEngine:
 
     def _release(self, one: _Live, free: list[int], error: BaseException | None) -> None:
         """Free a sequence's sampler and slot (its prompt's cells stay for reuse) and end its stream."""
-        prompt = one.request.tokens
-        kept = len(prompt) if error is None and one.fed >= len(prompt) else 0
-        self.context.drop(one.seq, kept)
-        self._held[one.seq] = prompt[:kept]
+        self._keep_prompt(one.seq, one.request.tokens, one.fed if error is None else 0)
         if one.sampler is not None:
             self.context.free_sampler(one.sampler)
             one.sampler = None
