@@ -55,13 +55,14 @@ def compare(
             for n in levels:
                 out = docs.parent / f"{task}-{n}-{len(runs[n])}"
                 runs[n].append(run(command([flags[0], str(docs), *flags[1:]], n), out))
-        base = statistics.median(seconds for seconds, _ in runs[levels[0]])
+        median = {n: statistics.median(seconds for seconds, _ in runs[n]) for n in levels}
+        first = runs[levels[0]][0][1]
         for n in levels:
-            seconds, outputs = statistics.median(s for s, _ in runs[n]), runs[n][0][1]
-            same = sum(outputs[k] == runs[levels[0]][0][1][k] for k in outputs)
+            seconds, outputs = median[n], runs[n][0][1]
+            same = sum(outputs[k] == first[k] for k in outputs)
             print(
                 f"{task:<10} {n:>2} {seconds:>8.1f} {count / seconds * 60:>9.1f} "
-                f"{base / seconds:>8.2f} {f'{same}/{len(outputs)}':>10}"
+                f"{median[levels[0]] / seconds:>8.2f} {f'{same}/{len(outputs)}':>10}"
             )
 
 

@@ -35,9 +35,7 @@ class ThreadTuner:
 
     def __init__(self, most: int) -> None:
         self.most = self.threads = most
-        self._steps = 0  # in the current window or trial
-        self._took = 0.0  # their wall seconds
-        self._cpu = 0.0  # the process's CPU seconds during them
+        self._restart()
         self._last: dict[int, float] = {}  # the latest mean step at each count
         self._trial_from: int | None = None  # the count a trial of another count will be compared with
         self._since = 0.0  # seconds decoded since the last trial
@@ -53,12 +51,12 @@ class ThreadTuner:
         if self._trial_from is not None:
             if steps < TRIAL and took <= TRIAL * self._last[self._trial_from]:
                 return None
-            self._steps, self._took, self._cpu = 0, 0.0, 0.0
+            self._restart()
             return self._settle(n, took, steps)
         if steps < WINDOW and took < WINDOW_SECONDS:
             return None
         ran = self._cpu / (took * n)
-        self._steps, self._took, self._cpu = 0, 0.0, 0.0
+        self._restart()
         self._last[n] = took / steps
         self._since += took
         step = -1 if ran < CONTENDED else 1 if ran > FREE else 0
@@ -67,6 +65,10 @@ class ThreadTuner:
             self.threads = n + step
             return self.threads
         return None
+
+    def _restart(self) -> None:
+        """Begin a new window or trial: its steps, their wall seconds, the process's CPU seconds."""
+        self._steps, self._took, self._cpu = 0, 0.0, 0.0
 
     def _settle(self, n: int, took: float, steps: int) -> int | None:
         """After a trial of `steps` steps at n: keep n if it beat the count it came from, else go back
