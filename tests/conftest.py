@@ -99,6 +99,24 @@ def thinker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[str]
 
 
 @pytest.fixture
+def tuner_steps(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, float]]:
+    """The (kind, work) of every step any thread tuner is given during the test, in order."""
+    from llmcli.engine.threads import ThreadTuner
+
+    steps: list[tuple[int, float]] = []
+    observe = ThreadTuner.observe
+
+    def watch(
+        tuner: ThreadTuner, seconds: float, cpu_seconds: float, kind: int = 0, work: float = 1.0
+    ) -> int | None:
+        steps.append((kind, work))
+        return observe(tuner, seconds, cpu_seconds, kind, work)
+
+    monkeypatch.setattr(ThreadTuner, "observe", watch)
+    return steps
+
+
+@pytest.fixture
 def cli_env(tmp_path: Path) -> dict[str, str]:
     """A clean environment for the CLI: its own homes and caches, no color, no inherited settings."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LLMCLI_", "HF_"))}

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from llmcli.engine import EngineOptions, LocalEngine
+from llmcli.engine.threads import PROMPT, PROMPT_ROWS
 from llmcli.sampling import SamplingConfig
 from llmcli.ui.environment import Environment
 from llmcli.ui.render import PromptMeter
@@ -64,9 +65,27 @@ def test_the_engine_reports_each_batch_and_a_ctrl_c_between_batches_leaves_it_ex
             generation.run()
         assert generation.completion().finish_reason == "interrupted"
         (first, total), (second, _) = seen
-        assert (first, second) == (engine.n_batch, 2 * engine.n_batch) and total >= len(prompt) - 1
+        step = engine.context.n_ubatch  # batches of what llama.cpp computes at once
+        assert (first, second) == (step, 2 * step) and total >= len(prompt) - 1
         engine.prompt_meter = None
         assert engine.generate(prompt, GREEDY).run().tokens == expected
+
+
+def test_the_thread_tuner_watches_a_long_prompt_batch_by_batch(
+    stories: Path, tuner_steps: list[tuple[int, float]]
+) -> None:
+    # A collapse during a 20,000-token prompt would cost minutes: each batch the prompt is evaluated in
+    # goes to the tuner, as PROMPT steps worth their tokens.
+    with LocalEngine(stories, EngineOptions(n_ctx=4096)) as engine:
+        prompt = engine.tokenize("Once upon a time, there was a little girl. " * 150)
+        engine.generate(prompt, GREEDY).run()
+        size, tuned = engine.context.n_ubatch, engine.context.n_threads > 1
+    full, rest = divmod(len(prompt), size)
+    assert full >= 2
+    batches = [size] * full + ([rest] if rest >= PROMPT_ROWS else [])
+    expected = [(PROMPT, n / PROMPT_ROWS) for n in batches]
+    assert [seen for seen in tuner_steps if seen[0] == PROMPT] == (expected if tuned else [])
+    assert len(tuner_steps) > len(expected) or not tuned  # and the generated tokens' steps
 
 
 def test_complete_drafts_from_the_prompt_by_default_and_the_output_is_the_same(

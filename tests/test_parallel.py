@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from costs import cheap
@@ -13,6 +14,7 @@ from ties import each_in_a_thread
 from tinymodel import write_chat_model
 
 from llmcli.engine import Capabilities, EngineOptions, LocalEngine, ParallelEngine, Unsupported
+from llmcli.engine.threads import PROMPT, PROMPT_ROWS
 from llmcli.errors import ContextOverflowError, GenerationError
 from llmcli.sampling import SamplingConfig
 
@@ -67,9 +69,11 @@ def test_live_sequences_keep_consecutive_slots(
         steps: list[list[int]] = []
         decode = engine.context.decode_sequences
 
-        def spy(tokens: list[int], positions: list[int], seqs: list[int], logits: list[int]) -> float:
+        def spy(
+            tokens: list[int], positions: list[int], seqs: list[int], logits: list[int], **kw: Any
+        ) -> float:
             steps.append(sorted(set(seqs)))
-            return decode(tokens, positions, seqs, logits)
+            return decode(tokens, positions, seqs, logits, **kw)
 
         monkeypatch.setattr(engine.context, "decode_sequences", spy)
         gens = [engine.generate(p, s) for p, s in jobs]
@@ -128,6 +132,41 @@ def test_drafts_are_verified_in_the_shared_batch(stories: Path, stories_engine: 
     assert [r.stats.generated_tokens for r in results] == [r.stats.generated_tokens for r in expected]
     accepted = sum(r.stats.accepted_tokens for r in results)
     assert accepted > 50 and sum(r.stats.drafted_tokens for r in results) >= accepted
+
+
+def test_the_thread_tuner_watches_decoding_steps_by_sequence_count(
+    stories: Path, tuner_steps: list[tuple[int, float]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Each sequence more changes what a step costs, and so do drafts and prompt chunks: the tuner is
+    # given every step, of one token per sequence with its count of sequences as its kind (a
+    # verification as the plain steps its drafts are priced at), with prompt chunks by its tokens.
+    steps: list[tuple[int, int, int | None, float]] = []  # tokens, sequences, kind, work
+    jobs = [
+        (p, SamplingConfig(temperature=0.0, max_tokens=n)) for p, n in zip(COPIED, (80, 20, 50), strict=True)
+    ]
+    with cheap(ParallelEngine(LocalEngine(stories, EngineOptions(n_ctx=768, n_seq_max=3)))) as engine:
+        decode = engine.context.decode_sequences
+
+        def spy(
+            tokens: list[int], positions: list[int], seqs: list[int], logits: list[int], **kw: Any
+        ) -> float:
+            steps.append((len(tokens), len(set(seqs)), kw["kind"], kw["work"]))
+            return decode(tokens, positions, seqs, logits, **kw)
+
+        monkeypatch.setattr(engine.context, "decode_sequences", spy)
+        results = [g.run() for g in [engine.generate(p, s, lookup=8) for p, s in jobs]]
+        tuned = engine.context.n_threads > 1  # the default count of a machine with one core is never tuned
+    assert sum(r.stats.accepted_tokens for r in results) > 20
+    tokens, _, kind, work = steps[0]  # the three prompts
+    assert kind == PROMPT and work == tokens / PROMPT_ROWS
+    watched = [
+        (tokens, seqs, kind, work) for tokens, seqs, kind, work in steps if kind is not None and kind > 0
+    ]
+    assert all(seqs == kind and work >= 1.0 for _, seqs, kind, work in watched)
+    assert all(work == 1.0 for tokens, seqs, _, work in watched if tokens == seqs)  # plain steps
+    assert {1, 3} <= {kind for _, _, kind, _ in watched}
+    assert any(work > 1.0 for *_, work in watched)  # verifications (measured ones may cost no more)
+    assert tuner_steps == ([(kind, work) for _, _, kind, work in steps if kind is not None] if tuned else [])
 
 
 def test_drafts_stop_at_the_context_end(stories: Path) -> None:

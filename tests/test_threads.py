@@ -13,14 +13,17 @@ IDLE = {2: (0.028, 0.98), 1: (0.050, 0.99)}
 BUSY = {2: (0.240, 0.45), 1: (0.074, 0.70)}
 
 
-def feed(tuner: ThreadTuner, machine: dict[int, tuple[float, float]], steps: int) -> list[int]:
-    """Run `steps` steps where a step at n threads takes machine[n]; the count each step used."""
+def feed(
+    tuner: ThreadTuner, machine: dict[int, tuple[float, float]], steps: int, kind: int = 0, work: float = 1.0
+) -> list[int]:
+    """Run `steps` steps of a kind, each worth `work` plain ones, where a plain step at n threads takes
+    machine[n]; the count each step used."""
     used = []
     for _ in range(steps):
         n = tuner.threads
         seconds, ran = machine[n]
         used.append(n)
-        tuner.observe(seconds, seconds * ran * n)
+        tuner.observe(seconds * work, seconds * work * ran * n, kind, work)
     return used
 
 
@@ -82,3 +85,27 @@ def test_a_slower_step_that_is_not_contention_keeps_every_thread() -> None:
     feed(tuner, IDLE, 2 * WINDOW)
     deeper = {2: (0.045, 0.98), 1: (0.080, 0.99)}  # a longer context: both counts slower
     assert set(feed(tuner, deeper, 20 * WINDOW)) == {2}
+
+
+def test_a_try_is_not_judged_on_steps_of_another_kind() -> None:
+    # One other busy process, and the parallel engine's steps: four sequences, then one sequence left,
+    # whose steps take a tenth of the time at either count.
+    four = {2: (0.150, 0.55), 1: (0.040, 0.99)}
+    one = {2: (0.015, 0.55), 1: (0.004, 0.99)}
+    tuner = ThreadTuner(2)
+    assert feed(tuner, four, 2 * WINDOW, kind=4)[-1] == 1
+    while tuner.threads == 1:  # running freely, one thread tries two after a while
+        feed(tuner, four, 1, kind=4)
+    # The try's steps decode one sequence: faster than four at one thread, yet no win for two threads.
+    used = feed(tuner, one, 20 * WINDOW, kind=1)
+    assert used == [2] + [1] * (len(used) - 1)
+
+
+def test_verifications_count_as_the_plain_steps_they_cost() -> None:
+    # Text that copies its input: a try of one thread falls on steps verifying drafts, priced at four
+    # plain steps each. Each of them takes longer than a plain step of two threads, but per plain step
+    # one thread is three times as fast.
+    tuner = ThreadTuner(2)
+    assert feed(tuner, BUSY, math.ceil(WINDOW_SECONDS / BUSY[2][0])) == [2, 2, 2] and tuner.threads == 1
+    assert set(feed(tuner, BUSY, 4 * WINDOW, work=4.0)) == {1}
+    assert set(feed(tuner, BUSY, 4 * WINDOW)) == {1}  # then plain steps: still one thread

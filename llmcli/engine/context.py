@@ -99,6 +99,7 @@ class Context:
         self._mem = lib.llama_get_memory(ctx)
         self.n_ctx = int(lib.llama_n_ctx(ctx))
         self.n_batch = int(lib.llama_n_batch(ctx))
+        self.n_ubatch = int(lib.llama_n_ubatch(ctx))  # what llama.cpp computes at once
         self.n_seq_max = options.n_seq_max
         self.n_threads = threads
         # With the default thread count, steps that slow down (other processes on the cores) make
@@ -150,9 +151,18 @@ class Context:
 
     # -- decoding
 
-    def decode(self, tokens: Sequence[int], start: int, lo: int, hi: int) -> None:
+    def decode(
+        self,
+        tokens: Sequence[int],
+        start: int,
+        lo: int,
+        hi: int,
+        *,
+        kind: int | None = None,
+        work: float = 1.0,
+    ) -> None:
         """One llama_decode of at most n_batch tokens of sequence 0 at positions start..; logits for
-        rows lo..hi-1."""
+        rows lo..hi-1. With a kind, the thread tuner watches the step, as `work` plain steps of it."""
         batch, n = self._batch, len(tokens)
         if self._mixed:
             self._single_sequence()
@@ -162,7 +172,7 @@ class Context:
         if hi > lo:
             ctypes.memset(ctypes.addressof(batch.logits.contents) + lo, 1, hi - lo)
         batch.n_tokens = n
-        self.check(self._lib.llama_decode(self._ctx, batch))
+        self._evaluate(kind, work)
 
     def decode_one(self, token: int, pos: int) -> None:
         """Evaluate one token of sequence 0 at pos, with its logits: the decode loop's step, whose time
@@ -172,20 +182,33 @@ class Context:
         batch.pos[0] = pos
         batch.logits[0] = 1
         batch.n_tokens = 1
-        if self._tuner is None:
-            self.check(self._lib.llama_decode(self._ctx, batch))
-        else:
-            start, cpu = time.perf_counter(), time.process_time()
-            self.check(self._lib.llama_decode(self._ctx, batch))
-            seconds = time.perf_counter() - start
-            if (threads := self._tuner.observe(seconds, time.process_time() - cpu)) is not None:
-                self._lib.llama_set_n_threads(self._ctx, threads, threads)
+        self._evaluate(0)
+
+    def _evaluate(self, kind: int | None, work: float = 1.0) -> None:
+        """llama_decode of the batch as it is set; with a kind, the thread tuner watches the step."""
+        if kind is None or self._tuner is None:
+            self.check(self._lib.llama_decode(self._ctx, self._batch))
+            return
+        start, cpu = time.perf_counter(), time.process_time()
+        self.check(self._lib.llama_decode(self._ctx, self._batch))
+        seconds = time.perf_counter() - start
+        if (threads := self._tuner.observe(seconds, time.process_time() - cpu, kind, work)) is not None:
+            self._lib.llama_set_n_threads(self._ctx, threads, threads)
 
     def decode_sequences(
-        self, tokens: Sequence[int], positions: Sequence[int], seqs: Sequence[int], logits: Sequence[int]
+        self,
+        tokens: Sequence[int],
+        positions: Sequence[int],
+        seqs: Sequence[int],
+        logits: Sequence[int],
+        *,
+        kind: int | None = None,
+        work: float = 1.0,
     ) -> float:
         """One llama_decode of at most n_batch tokens of several sequences: tokens[i] at positions[i] of
-        sequence seqs[i], logits for the rows where logits[i] is 1. Returns its seconds (synchronized)."""
+        sequence seqs[i], logits for the rows where logits[i] is 1. Returns its seconds (synchronized).
+        With a kind (steps of one kind take alike times), the thread tuner watches the step, as `work`
+        plain steps of that kind."""
         batch, n = self._batch, len(tokens)
         ctypes.memmove(batch.token, array("i", tokens).tobytes(), 4 * n)
         ctypes.memmove(batch.pos, array("i", positions).tobytes(), 4 * n)
@@ -196,7 +219,7 @@ class Context:
         self._mixed = True
         batch.n_tokens = n
         start = time.perf_counter()
-        self.check(self._lib.llama_decode(self._ctx, batch))
+        self._evaluate(kind, work)
         self._lib.llama_synchronize(self._ctx)
         return time.perf_counter() - start
 

@@ -22,6 +22,7 @@ from llmcli.engine.output import TokenOutput
 from llmcli.engine.promptcache import MIN_TOKENS as PROMPT_CACHE_MIN_TOKENS
 from llmcli.engine.promptcache import PromptCache, model_key
 from llmcli.engine.speculative import DraftBudget, ModelDrafter, NgramIndex, StepCosts, plan
+from llmcli.engine.threads import PROMPT, PROMPT_ROWS
 from llmcli.errors import ContextOverflowError, UsageError
 from llmcli.models.ggufinfo import GGUFInfo, read_gguf
 from llmcli.sampling import SamplingConfig
@@ -218,7 +219,9 @@ class LocalEngine:
                     token = choose(-1)
                     timed(0, clock() - began)
                     continue
-                self._submit([token, *drafts], n_past, 0, len(drafts) + 1)
+                self._submit(
+                    [token, *drafts], n_past, 0, len(drafts) + 1, kind=0, work=costs.relative(len(drafts))
+                )
                 n_past += 1
                 accepted = 0
                 token = choose(0)
@@ -370,20 +373,40 @@ class LocalEngine:
     def _decode(self, tokens: Sequence[int], start: int) -> None:
         """Evaluate tokens at positions start.. in batches; logits only for the last one.
 
-        A prompt of several batches reports (evaluated, total) to `prompt_meter` after each; Ctrl-C
-        between batches leaves the cache holding exactly the batches done.
+        Batches are what llama.cpp computes at once (n_ubatch), so that the thread tuner can act
+        between them. A prompt longer than n_batch reports (evaluated, total) to `prompt_meter` after
+        each; Ctrl-C between batches leaves the cache holding exactly the batches done.
         """
         meter = self.prompt_meter if len(tokens) > self.n_batch else None
-        for offset in range(0, len(tokens), self.n_batch):
-            chunk = tokens[offset : offset + self.n_batch]
+        size = self.context.n_ubatch
+        for offset in range(0, len(tokens), size):
+            chunk = tokens[offset : offset + size]
             last = offset + len(chunk) == len(tokens)
-            self._submit(chunk, start + offset, len(chunk) - last, len(chunk))
+            watched = PROMPT if len(chunk) >= PROMPT_ROWS else None
+            self._submit(
+                chunk,
+                start + offset,
+                len(chunk) - last,
+                len(chunk),
+                kind=watched,
+                work=len(chunk) / PROMPT_ROWS,
+            )
             if meter is not None:
                 meter(offset + len(chunk), len(tokens))
 
-    def _submit(self, tokens: Sequence[int], start: int, lo: int, hi: int) -> None:
-        """One decode of at most n_batch tokens at positions start..; logits for rows lo..hi-1."""
-        self.context.decode(tokens, start, lo, hi)
+    def _submit(
+        self,
+        tokens: Sequence[int],
+        start: int,
+        lo: int,
+        hi: int,
+        *,
+        kind: int | None = None,
+        work: float = 1.0,
+    ) -> None:
+        """One decode of at most n_batch tokens at positions start..; logits for rows lo..hi-1. A kind
+        and its work (in plain steps) are for the thread tuner."""
+        self.context.decode(tokens, start, lo, hi, kind=kind, work=work)
         self._kv.extend(tokens)
 
     def _drop_after(self, length: int) -> None:

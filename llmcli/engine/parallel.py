@@ -23,6 +23,7 @@ from llmcli.engine.costfile import load_costs, save_costs
 from llmcli.engine.local import LocalEngine
 from llmcli.engine.output import TokenOutput
 from llmcli.engine.speculative import DraftBudget, NgramIndex, StepCosts, plan
+from llmcli.engine.threads import PROMPT, PROMPT_ROWS
 from llmcli.errors import GenerationError
 from llmcli.sampling import SamplingConfig
 
@@ -88,6 +89,8 @@ class ParallelEngine:
     many as `plan` finds worth their rows for that many sequences (costs measured per count). A
     finished sequence's cells are freed and the slot takes the next waiting prompt; with none
     waiting, the last sequences move down into free slots, so that every step stays one graph.
+    The thread tuner (threads.py) watches every step, by how many sequences it decodes or, with prompt
+    chunks, by its tokens.
     Callers generate from their own threads; pieces stream back to each as they are sampled.
 
     Stats: a sequence's prompt_ms is the decode time of the steps from taking its slot to finishing
@@ -346,10 +349,12 @@ class ParallelEngine:
             positions.extend(range(one.fed, one.fed + len(verified)))
             seqs.extend([one.seq] * len(verified))
             logits.extend([1] * len(verified))
+        # Prompt chunks up to what llama.cpp computes at once, so that the thread tuner can act between.
+        room = min(capacity, max(self.context.n_ubatch, len(tokens) + 1))
         for one in ordered:
             prompt = one.request.tokens
-            if one.token is None and one.fed < len(prompt) and len(tokens) < capacity:
-                take = min(capacity - len(tokens), len(prompt) - one.fed)
+            if one.token is None and one.fed < len(prompt) and len(tokens) < room:
+                take = min(room - len(tokens), len(prompt) - one.fed)
                 tokens.extend(prompt[one.fed : one.fed + take])
                 positions.extend(range(one.fed, one.fed + take))
                 seqs.extend([one.seq] * take)
@@ -358,7 +363,13 @@ class ParallelEngine:
                 logits.extend([0] * (take - done) + [1] * done)
                 if done:
                     rows.append((one, len(tokens) - 1))
-        seconds = self.context.decode_sequences(tokens, positions, seqs, logits)
+        # The thread tuner compares steps by their count of sequences, a verification as what its drafts
+        # were measured to cost; steps with prompt chunks by their tokens.
+        if prompting:
+            kind, work = (PROMPT if len(tokens) >= PROMPT_ROWS else None), len(tokens) / PROMPT_ROWS
+        else:
+            kind, work = len(decoding), self._costs[len(decoding)].relative(drafted) if drafted else 1.0
+        seconds = self.context.decode_sequences(tokens, positions, seqs, logits, kind=kind, work=work)
         clock = self._clock = self._clock + seconds
         if not prompting:
             self._costs[len(decoding)].observe(drafted, seconds)
