@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from costs import cheap
-from ties import assert_same_up_to_a_tie, generate_together
+from ties import assert_same_up_to_a_tie, generate_together, plain_tokens
 from tinymodel import STORIES, quantize
 
 from llmcli.engine import EngineOptions, LocalEngine, ParallelEngine
@@ -27,7 +27,7 @@ def quantized(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathF
 def test_lookup_and_parallel_keep_greedy_output(quantized: Path) -> None:
     with cheap(LocalEngine(quantized, EngineOptions(n_ctx=512))) as plain:
         prompts = [plain.tokenize(p) for p in PROMPTS]
-        expected = [plain.generate(p, GREEDY).run().tokens for p in prompts]
+        expected = [plain_tokens(plain, p, GREEDY) for p in prompts]
         drafted = [plain.generate(p, GREEDY, lookup=8).run() for p in prompts]
         assert sum(d.stats.accepted_tokens for d in drafted) > 0
         with ParallelEngine(LocalEngine(quantized, EngineOptions(n_ctx=1024, n_seq_max=4))) as parallel:
