@@ -75,15 +75,14 @@ def test_the_thread_tuner_watches_a_long_prompt_batch_by_batch(
     stories: Path, tuner_steps: list[tuple[int, float]]
 ) -> None:
     # A collapse during a 20,000-token prompt would cost minutes: each batch the prompt is evaluated in
-    # goes to the tuner, as PROMPT steps worth their tokens; the first is small, so that a machine busy
-    # from the start is seen at once.
+    # goes to the tuner, as PROMPT steps worth their tokens.
     with LocalEngine(stories, EngineOptions(n_ctx=4096)) as engine:
         prompt = engine.tokenize("Once upon a time, there was a little girl. " * 150)
         engine.generate(prompt, GREEDY).run()
         size, tuned = engine.context.n_ubatch, engine.context.n_threads > 1
-    full, rest = divmod(len(prompt) - PROMPT_ROWS, size)
+    full, rest = divmod(len(prompt), size)
     assert full >= 2
-    batches = [PROMPT_ROWS] + [size] * full + ([rest] if rest >= PROMPT_ROWS else [])
+    batches = [size] * full + ([rest] if rest >= PROMPT_ROWS else [])
     expected = [(PROMPT, n / PROMPT_ROWS) for n in batches]
     assert [seen for seen in tuner_steps if seen[0] == PROMPT] == (expected if tuned else [])
     assert len(tuner_steps) > len(expected) or not tuned  # and the generated tokens' steps

@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import math
 
-from llmcli.engine.threads import LOST_SHARE, PROBE_SECONDS, TRIAL, WINDOW, ThreadTuner
+from llmcli.engine.threads import LOST_SHARE, PROBE_SECONDS, TRIAL, WINDOW, WINDOW_SECONDS, ThreadTuner
 
 # (seconds a step takes, share of that time each thread ran) by thread count, measured on 2 cores.
 IDLE = {2: (0.028, 0.98), 1: (0.050, 0.99)}
@@ -31,23 +31,12 @@ def test_an_idle_machine_keeps_every_thread() -> None:
     assert set(feed(ThreadTuner(2), IDLE, 100 * WINDOW)) == {2}
 
 
-def test_a_machine_busy_from_the_start_moves_to_one_thread_after_the_first_step() -> None:
-    tuner = ThreadTuner(2)
-    assert not tuner.looked
-    used = feed(tuner, BUSY, 40 * WINDOW)
-    assert tuner.looked
-    assert used[: 1 + TRIAL] == [2] + [1] * TRIAL
+def test_a_machine_busy_from_the_start_moves_to_one_thread_at_the_first_window() -> None:
+    used = feed(ThreadTuner(2), BUSY, 40 * WINDOW)
+    first = math.ceil(WINDOW_SECONDS / BUSY[2][0])  # steps this slow end the window early
+    assert used[: first + TRIAL] == [2] * first + [1] * TRIAL
     # Still waiting for its core at one thread, it never tries two again while the load lasts.
-    assert set(used[1:]) == {1}
-
-
-def test_later_windows_are_whole_ones() -> None:
-    tuner = ThreadTuner(2)
-    feed(tuner, IDLE, 1)
-    assert tuner.looked
-    contention = {2: (0.028, 0.45), 1: (0.050, 0.70)}
-    assert feed(tuner, contention, WINDOW) == [2] * WINDOW  # seen only when this window is judged
-    assert tuner.threads == 1
+    assert set(used[first:]) == {1}
 
 
 def test_a_collapse_is_left_after_one_step_and_tried_again_for_one_step() -> None:
@@ -117,6 +106,6 @@ def test_verifications_count_as_the_plain_steps_they_cost() -> None:
     # plain steps each. Each of them takes longer than a plain step of two threads, but per plain step
     # one thread is three times as fast.
     tuner = ThreadTuner(2)
-    assert feed(tuner, BUSY, 1) == [2] and tuner.threads == 1
+    assert feed(tuner, BUSY, math.ceil(WINDOW_SECONDS / BUSY[2][0])) == [2, 2, 2] and tuner.threads == 1
     assert set(feed(tuner, BUSY, 4 * WINDOW, work=4.0)) == {1}
     assert set(feed(tuner, BUSY, 4 * WINDOW)) == {1}  # then plain steps: still one thread

@@ -19,7 +19,7 @@ from typing import Any
 from llmcli.engine import binding, crash, hardware
 from llmcli.engine.options import CACHE_TYPES, DEFAULT_BATCH, DEFAULT_UBATCH, EngineOptions, default_ctx
 from llmcli.engine.options import kv_cache_bytes as kv_bytes
-from llmcli.engine.threads import PROMPT_ROWS, ThreadTuner
+from llmcli.engine.threads import ThreadTuner
 from llmcli.engine.vocabulary import Vocabulary
 from llmcli.errors import ContextOverflowError, GenerationError, ModelLoadError, UsageError
 from llmcli.models.ggufinfo import GGUFInfo
@@ -125,14 +125,6 @@ class Context:
             f"but {free / 2**30:,.1f} GiB of memory is available",
             hint=f"try --ctx {fits:,} or less; the model was trained on {self.n_ctx_train:,}",
         )
-
-    @property
-    def prompt_chunk(self) -> int:
-        """Prompt tokens to evaluate in one step: what llama.cpp computes at once (n_ubatch), but only
-        PROMPT_ROWS before the thread tuner has looked, so that a busy machine costs one small chunk."""
-        if self._tuner is None or self._tuner.looked:
-            return self.n_ubatch
-        return min(self.n_ubatch, PROMPT_ROWS)
 
     @property
     def closed(self) -> bool:

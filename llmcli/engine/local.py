@@ -373,14 +373,14 @@ class LocalEngine:
     def _decode(self, tokens: Sequence[int], start: int) -> None:
         """Evaluate tokens at positions start.. in batches; logits only for the last one.
 
-        Batches are what llama.cpp computes at once (Context.prompt_chunk), so that the thread tuner
-        can act between them. A prompt longer than n_batch reports (evaluated, total) to
-        `prompt_meter` after each; Ctrl-C between batches leaves the cache holding exactly those done.
+        Batches are what llama.cpp computes at once (n_ubatch), so that the thread tuner can act
+        between them. A prompt longer than n_batch reports (evaluated, total) to `prompt_meter` after
+        each; Ctrl-C between batches leaves the cache holding exactly the batches done.
         """
         meter = self.prompt_meter if len(tokens) > self.n_batch else None
-        offset = 0
-        while offset < len(tokens):
-            chunk = tokens[offset : offset + self.context.prompt_chunk]
+        size = self.context.n_ubatch
+        for offset in range(0, len(tokens), size):
+            chunk = tokens[offset : offset + size]
             last = offset + len(chunk) == len(tokens)
             watched = PROMPT if len(chunk) >= PROMPT_ROWS else None
             self._submit(
@@ -391,9 +391,8 @@ class LocalEngine:
                 kind=watched,
                 work=len(chunk) / PROMPT_ROWS,
             )
-            offset += len(chunk)
             if meter is not None:
-                meter(offset, len(tokens))
+                meter(offset + len(chunk), len(tokens))
 
     def _submit(
         self,

@@ -350,7 +350,7 @@ class ParallelEngine:
             seqs.extend([one.seq] * len(verified))
             logits.extend([1] * len(verified))
         # Prompt chunks up to what llama.cpp computes at once, so that the thread tuner can act between.
-        room = min(capacity, max(self.context.prompt_chunk, len(tokens) + 1))
+        room = min(capacity, max(self.context.n_ubatch, len(tokens) + 1))
         for one in ordered:
             prompt = one.request.tokens
             if one.token is None and one.fed < len(prompt) and len(tokens) < room:

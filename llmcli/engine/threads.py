@@ -34,8 +34,7 @@ PROMPT_ROWS = 64  # ... each this many tokens worth one step: fewer are not watc
 
 
 class ThreadTuner:
-    """Decides the thread count from step times: `observe` each step, use `threads`; `looked` once
-    it has judged a window.
+    """Decides the thread count from step times: `observe` each step, use `threads`.
 
     Counts are compared by their mean step: under contention most steps of several threads are
     as fast as ever and a few take a hundred times as long, so a median would hide the collapse.
@@ -43,9 +42,6 @@ class ThreadTuner:
 
     def __init__(self, most: int) -> None:
         self.most = self.threads = most
-        # Until a window is judged, a window is one step: a machine busy before decoding starts is seen
-        # after one step, not after a prompt's worth of collapsed ones (512 tokens took 8.8 s, not 0.6).
-        self.looked = False
         self._restart()
         self._last: dict[tuple[int, int], float] = {}  # (kind, count) -> the latest seconds per plain step
         self._trial_from: int | None = None  # the count a trial of another count will be compared with
@@ -77,9 +73,8 @@ class ThreadTuner:
         work_took[0] += work
         work_took[1] += seconds
         steps, took = self._steps, self._took
-        if steps < WINDOW and took < WINDOW_SECONDS and self.looked:
+        if steps < WINDOW and took < WINDOW_SECONDS:
             return None
-        self.looked = True
         ran = self._cpu / (took * n)
         for k, (w, t) in self._kinds.items():
             self._last[(k, n)] = t / w
