@@ -77,18 +77,20 @@ def cases() -> dict[str, tuple[str, list[str]]]:
     }
 
 
-def identical(off: list[dict], on: list[dict], seeded: bool) -> str:
-    """Whether each round's texts are the same both ways; else from which character they differ in the
-    first round, and (for a fixed input) whether runs of one mode differ among themselves."""
+def identical(off: list[dict], on: list[dict], per_seed: bool) -> str:
+    """Whether each round's texts are the same both ways; else from which character the first pair
+    that differs does, and (for a fixed input) whether runs of one mode differ among themselves."""
     pairs = [(a["text"], b["text"]) for a, b in zip(off, on, strict=True)]
-    if all(a == b for a, b in pairs) and (seeded or len({a for a, _ in pairs}) == 1):
-        return "yes" if not seeded else f"yes ({len(pairs)} seeds)"
-    a, b = pairs[0]
-    at = next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b)))
-    unstable = [m for m, xs in (("off", off), ("on", on)) if len({x["text"] for x in xs}) > 1]
-    note = f"; {'/'.join(unstable)} runs differ among themselves" if unstable and not seeded else ""
     same = sum(a == b for a, b in pairs)
-    return f"no, from char {at}{note}" if not seeded else f"{same}/{len(pairs)} seeds; else from char {at}"
+    unstable = [m for m, xs in (("off", off), ("on", on)) if len({x["text"] for x in xs}) > 1]
+    if same == len(pairs) and (per_seed or not unstable):
+        return f"yes ({same} seeds)" if per_seed else "yes"
+    a, b = next(((a, b) for a, b in pairs if a != b), pairs[0])
+    at = next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b)))
+    if per_seed:
+        return f"{same}/{len(pairs)} seeds; else from char {at}"
+    note = f"; {'/'.join(unstable)} runs differ among themselves" if unstable else ""
+    return f"no, from char {at}{note}"
 
 
 def run(model: str, stdin: str, sampling: list[str], args: argparse.Namespace, speculative: bool) -> dict:

@@ -39,9 +39,8 @@ def plain_row(plain: LocalEngine, prompt: Sequence[int], generated: Sequence[int
     """The logits plain decoding chose generated's next token from: computed as it computed them (the
     prompt as one batch, then a row a token), since a batch of rows moves logits against one row."""
     plain.reset()
-    row = plain.next_logits(prompt)
-    for i in range(len(generated)):
-        row = plain.next_logits([*prompt, *generated[: i + 1]])
+    for end in range(len(generated) + 1):
+        row = plain.next_logits([*prompt, *generated[:end]])
     return row
 
 
