@@ -42,8 +42,8 @@ class EngineOptions:
     n_threads: int | None = None  # default: physical cores
     gpu_layers: int | None = None  # default: all when the build can offload, else 0
     # None: on when layers are offloaded to a GPU; off on the CPU, where llama.cpp's flash attention
-    # gains 9-15% on long prompts but loses 45% of decode speed and 74% on short prompts at depth 1024
-    # (bench/README.md), which is what chat and long answers spend their time on.
+    # gains 10-30% early in a context but at depth 1024 loses 24-45% of decode speed and 24-74% on
+    # short prompts (bench/README.md, two builds), which is what chat and long answers spend time on.
     flash_attn: bool | None = None
     n_seq_max: int = 1
     verbose: bool = False
