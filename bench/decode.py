@@ -34,13 +34,17 @@ def create_completion_run(
     start = time.perf_counter()
     first = last = start
     count = 0
-    sampling = (
-        {"temperature": 0.8, "top_k": 0, "top_p": 0.95, "min_p": 0.05, "seed": 1}
-        if sampled
-        else {"temperature": 0.0}
-    )
+    # At temperature 0 llama-cpp-python samples greedily and ignores the rest of the chain.
     for _ in llm.create_completion(
-        prompt, max_tokens=n, stream=True, logit_bias={t: -1e9 for t in eog}, **sampling
+        prompt,
+        max_tokens=n,
+        stream=True,
+        logit_bias={t: -1e9 for t in eog},
+        temperature=0.8 if sampled else 0.0,
+        top_k=0,
+        top_p=0.95,
+        min_p=0.05,
+        seed=1,
     ):
         last = time.perf_counter()
         if count == 0:
@@ -83,7 +87,9 @@ def main() -> None:
 
     native_pp: list[float] = []
     ours_pp: list[float] = []
-    rows = {n: {"native": [], "counters": [], "wall": [], "cc": []} for n in args.gen}
+    rows: dict[int, dict[str, list[float]]] = {
+        n: {"native": [], "counters": [], "wall": [], "cc": []} for n in args.gen
+    }
     cc_pp: list[float] = []
     for _ in range(args.rounds):
         native_pp += [

@@ -11,6 +11,7 @@ import json
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from tinymodel import SHARED, write_chat_model
@@ -45,7 +46,7 @@ def test_summarize_scores_and_keeps_outputs(run_cli: Run, hallo: Path, tmp_path:
     from rouge_score import rouge_scorer
 
     data = tmp_path / "data.jsonl"
-    records = [
+    records: list[dict[str, Any]] = [
         {"id": "a", "text": "Hello world. " * 20, "reference": "Hallo Welt"},
         {"id": "b", "article": "The cat sat on the mat. " * 20, "references": ["Hallo", "Welt und mehr"]},
     ]

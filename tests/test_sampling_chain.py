@@ -26,7 +26,7 @@ def same_as_llama_cpp(model: Path, seeds: range, temperatures: tuple[float, ...]
                 with LocalEngine(model, options) as engine:
                     ours = "".join(engine.generate(PROMPT, config))
                 reference.reset()
-                theirs = reference.create_completion(
+                completion = reference.create_completion(
                     PROMPT,
                     max_tokens=40,
                     temperature=temperature,
@@ -35,7 +35,9 @@ def same_as_llama_cpp(model: Path, seeds: range, temperatures: tuple[float, ...]
                     min_p=DEFAULT_MIN_P,
                     repeat_penalty=1.0,
                     seed=seed,
-                )["choices"][0]["text"]
+                )
+                assert isinstance(completion, dict)  # not a stream
+                theirs = completion["choices"][0]["text"]
                 assert ours == theirs, (seed, temperature)
     finally:
         reference.close()

@@ -125,7 +125,7 @@ def record_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     vocab = Vocabulary.load(VOCABS / "ggml-vocab-llama-spm.gguf")
     try:
-        exact = {}
+        exact: dict[str, int] = {}
         for token in range(32000):
             exact.setdefault(vocab.token_bytes(token).decode("utf-8", "replace"), token)
         prompt = ChatTemplate(PLAIN_TEMPLATE).render([{"role": "user", "content": "x"}])
