@@ -169,6 +169,12 @@ def load_model(
             f"context {engine.n_ctx:,} tokens: the model was trained on {engine.n_ctx_train:,}, but a longer "
             "KV cache would not fit in memory (--ctx sets it; --cache-type-k/-v q8_0 halves the cache)"
         )
+    if settings.ctx and engine.n_ctx != settings.ctx and progress:
+        shared = f", {engine.n_ctx // parallel:,} for each of {parallel} sequences" if parallel > 1 else ""
+        progress.note(
+            f"context {engine.n_ctx:,} tokens{shared}, not the {settings.ctx:,} of --ctx: llama.cpp "
+            "sizes each sequence's cache in steps of 256 tokens"
+        )
     if draft_model and parallel == 1:
         try:
             draft_ref = load_registry(environ=environ).parse(draft_model)
