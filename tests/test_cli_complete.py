@@ -129,6 +129,16 @@ def test_prompt_longer_than_context(run_cli: Run, stories: Path) -> None:
     assert_one_line_error(result, 5, "tokens but the context holds 256", "--ctx")
 
 
+def test_a_context_llama_cpp_rounds_up_is_noted(run_cli: Run, stories: Path) -> None:
+    def run(ctx: str) -> subprocess.CompletedProcess[str]:
+        return run_cli("complete", "-m", str(stories), "--ctx", ctx, "--greedy", "-n", "5", "Once upon")
+
+    result = run("100")
+    assert result.returncode == 0 and result.stdout.startswith(" a time")
+    assert "context 256 tokens, not the 100 of --ctx" in result.stderr
+    assert "of --ctx" not in run("256").stderr
+
+
 def test_model_from_environment(run_cli: Run, stories: Path) -> None:
     result = run_cli(
         "complete", "--greedy", "-n", "5", "Once upon a time", env={"LLMCLI_MODEL": str(stories)}
