@@ -1,4 +1,5 @@
-"""Long prompts show how their evaluation goes, Ctrl-C during one stops cleanly; prompt lookup by default."""
+"""Long prompts show how their evaluation goes, and documents cut into pieces how those go; Ctrl-C during
+one stops cleanly; prompt lookup by default."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from llmcli.engine import EngineOptions, LocalEngine
 from llmcli.engine.threads import PROMPT, PROMPT_ROWS
 from llmcli.sampling import SamplingConfig
 from llmcli.ui.environment import Environment
-from llmcli.ui.render import PromptMeter
+from llmcli.ui.render import PieceMeter, PromptMeter
 
 Run = Callable[..., subprocess.CompletedProcess[str]]
 GREEDY = SamplingConfig(temperature=0.0, max_tokens=24)
@@ -44,6 +45,16 @@ def test_off_a_terminal_the_meter_writes_a_line_now_and_then() -> None:
         meter(done, 1536)
     lines = err.getvalue().splitlines()
     assert [line.split(" tokens")[0] for line in lines] == ["prompt 512 / 1,536", "prompt 1,024 / 1,536"]
+
+
+def test_the_piece_meter_tells_pieces_done_time_each_and_time_left() -> None:
+    e, err = env(tty=False)
+    meter = PieceMeter(e, every=0.0)
+    for done in range(4):
+        meter(done, 3)
+    lines = err.getvalue().splitlines()
+    assert [line.split(" · ")[0] for line in lines] == ["piece 1 / 3", "piece 2 / 3"]
+    assert all(line.endswith(" left") and " each · " in line for line in lines)
 
 
 def test_the_engine_reports_each_batch_and_a_ctrl_c_between_batches_leaves_it_exact(stories: Path) -> None:
@@ -129,5 +140,35 @@ def test_summarize_shows_a_long_prompt_going_one_document_or_many(
             assert lines and all(" t/s · " in line and line.endswith(" left") for line in lines), (
                 err.getvalue()
             )
+    finally:
+        render.PromptMeter.__init__.__kwdefaults__ = {"after": 1.0, "every": 10.0}
+
+
+def test_translate_shows_how_a_documents_pieces_go_one_document_at_a_time(
+    cli_env: dict[str, str], hallo: Path, tmp_path: Path
+) -> None:
+    from typer.testing import CliRunner
+
+    import llmcli.ui.render as render
+    from llmcli.cli.app import app
+
+    render.PromptMeter.__init__.__kwdefaults__ = {"after": 0.0, "every": 0.0}  # PieceMeter's too
+    try:
+        doc = tmp_path / "long.txt"
+        doc.write_text("\n\n".join(f"Paragraph {i}. Lily and Tom went to the park." for i in range(6)))
+        (tmp_path / "short.txt").write_text("Tom saw a dog.")
+        base = ["translate", "--to", "de", "-m", str(hallo), "--ctx", "1024", "-n", "8"]
+
+        def pieces(*args: str) -> list[str]:
+            e, err = env(tty=False, environ=cli_env)
+            result = CliRunner().invoke(app, [*base, *args], obj=e)
+            assert result.exit_code == 0, err.getvalue()
+            return [line.split(" · ")[0] for line in err.getvalue().splitlines() if line.startswith("piece ")]
+
+        assert pieces(str(doc)) == [f"piece {i} / 6" for i in range(1, 6)]
+        both = [str(doc), str(tmp_path / "short.txt"), "--out-dir", str(tmp_path / "out")]
+        assert pieces(*both, "--parallel", "1") == [f"piece {i} / 6" for i in range(1, 6)]
+        # Documents decoded side by side would take turns on one meter: the batch's lines show instead.
+        assert pieces(*both, "--parallel", "2", "--ctx", "2048", "--force") == []
     finally:
         render.PromptMeter.__init__.__kwdefaults__ = {"after": 1.0, "every": 10.0}

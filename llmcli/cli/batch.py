@@ -26,8 +26,11 @@ if TYPE_CHECKING:
     from llmcli.tasks.runtime import LoadedModel
     from llmcli.ui.render import BatchProgress
 
-# A batch command's task for one document, on the engine (parallel when several) and chat template.
-Worker = Callable[["Engine", "ChatTemplate"], DocumentWorker]
+# Told (done, total) as work goes: a renderer shows it.
+Meter = Callable[[int, int], None]
+# A batch command's task for one document, on the engine (parallel when several) and chat template,
+# telling a meter how the document's pieces go.
+Worker = Callable[["Engine", "ChatTemplate", Meter | None], DocumentWorker]
 T = TypeVar("T", bound=DocumentWorker)
 
 
@@ -60,18 +63,18 @@ def bind(
     sampling: SamplingConfig,
     thinking: Thinking | None = None,
     **kw: Any,
-) -> Callable[[Engine, ChatTemplate], T]:
+) -> Callable[[Engine, ChatTemplate, Meter | None], T]:
     """task (Summarizer, Translator, Extractor) on an engine and template: its TaskSetup asks with sampling,
-    thinking and prompt lookup as --speculative asks, and tells its plan on stderr with --verbose; kw goes
-    to task as it is."""
+    thinking and prompt lookup as --speculative asks, tells its plan on stderr with --verbose and its
+    pieces' progress to the meter given; kw goes to task as it is."""
     from llmcli.tasks.asking import TaskSetup
     from llmcli.ui.render import note
 
     notify = (lambda message: note(env, message)) if verbose else None
     lookup = load.lookup()
 
-    def make(engine: Engine, template: ChatTemplate) -> T:
-        return task(TaskSetup(engine, template, sampling, lookup, thinking, notify), **kw)
+    def make(engine: Engine, template: ChatTemplate, meter: Meter | None = None) -> T:
+        return task(TaskSetup(engine, template, sampling, lookup, thinking, notify, meter), **kw)
 
     return make
 
@@ -90,23 +93,26 @@ class BatchJob:
 def run_job(env: Environment, job: BatchJob, settings: Settings, load: LoadOptions, worker: Worker) -> None:
     """Load the settings' model for the job, check its split, run every document and report the batch.
 
-    A long prompt's evaluation shows on stderr too, one document at a time (--parallel above 1 decodes
-    several prompts in one batch: the documents' own progress shows there).
+    A long prompt's evaluation shows on stderr too, and how a document's pieces go, one document at a
+    time (--parallel above 1 decodes several documents at once: the batch's own progress shows there).
     """
-    from llmcli.ui.render import BatchProgress, PromptMeter
+    from llmcli.ui.render import BatchProgress, PieceMeter, PromptMeter
 
     output = job.output
     progress = BatchProgress(env) if len(job.sources) > 1 or output.to_files else None
     meter = progress.prompt if progress else PromptMeter(env)
     with load.load(env, settings, inputs=len(job.sources), meter=meter) as loaded:
+        pieces: Meter | None = None
+        if loaded.n_parallel == 1 or len(job.sources) == 1:  # side by side, documents would take turns
+            pieces = progress.pieces if progress else PieceMeter(env)
         template = loaded.chat_template()
-        first = worker(loaded.runner, template)
+        first = worker(loaded.runner, template, None)
         check_split(first.budget, loaded)
         key = json.dumps([loaded.name, *first.settings()], sort_keys=True)
         run_documents(
             env,
             job,
-            lambda text: worker(loaded.runner, template).process(text),
+            lambda text: worker(loaded.runner, template, pieces).process(text),
             key,
             progress,
             loaded.n_parallel,

@@ -177,7 +177,7 @@ class EvalOptions(OptionGroup):
             return run_models(
                 models,
                 items,
-                lambda loaded: adapt(make(loaded.engine, loaded.chat_template())),
+                lambda loaded: adapt(make(loaded.engine, loaded.chat_template(), None)),
                 kept_name,
                 self.run.out_dir,
                 force=self.run.force,

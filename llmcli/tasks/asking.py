@@ -27,6 +27,8 @@ class TaskSetup:
     lookup: int = 0
     thinking: Thinking | None = None
     notify: Callable[[str], None] | None = None
+    # Told (done, total) as the requests of one ask_all finish, when there are several (a renderer shows it).
+    meter: Callable[[int, int], None] | None = None
 
     def note(self, message: str) -> None:
         """Tell message to notify, if any (a task's plan, shown with --verbose)."""
@@ -43,6 +45,7 @@ class Asker:
         self.thinking = setup.thinking or Thinking("off")
         self.chat = self._new_chat(setup.template, system)
         self.chat.lookup = setup.lookup
+        self.meter = setup.meter
         self.calls = self.prompt_tokens = self.generated_tokens = 0
 
     def _new_chat(self, template: ChatTemplate, system: str | None) -> Chat:
@@ -70,11 +73,20 @@ class Asker:
         return self._count(self._ask_in(self.chat, message, max_tokens))
 
     def ask_all(self, requests: Sequence[tuple[str, int | None]]) -> list[Completion]:
-        """Answers to (message, max_tokens) requests, in order; at once on a parallel engine."""
+        """Answers to (message, max_tokens) requests, in order; at once on a parallel engine. The meter
+        hears how many are done as they finish."""
+        meter = self.meter if len(requests) > 1 else None
+        if meter is not None:
+            meter(0, len(requests))
         parallel = min(self.engine.capabilities.parallel, len(requests))
         if parallel <= 1:
-            return [self.ask(message, max_tokens=limit) for message, limit in requests]
-        from concurrent.futures import ThreadPoolExecutor
+            answers = []
+            for message, limit in requests:
+                answers.append(self.ask(message, max_tokens=limit))
+                if meter is not None:
+                    meter(len(answers), len(requests))
+            return answers
+        from concurrent.futures import ThreadPoolExecutor, as_completed
 
         def one(request: tuple[str, int | None]) -> Completion:
             chat = self._new_chat(self.chat.template, self.chat.system)
@@ -83,6 +95,9 @@ class Asker:
         with ThreadPoolExecutor(parallel, thread_name_prefix="llmcli-ask") as pool:
             futures = [pool.submit(one, r) for r in requests]
             try:
+                for done, _ in enumerate(as_completed(futures), 1):
+                    if meter is not None:
+                        meter(done, len(requests))
                 return [self._count(f.result()) for f in futures]
             except BaseException:
                 for future in futures:

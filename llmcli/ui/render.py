@@ -108,13 +108,24 @@ class PromptMeter:
             return
         rate = done / elapsed
         left = (total - done) / rate if rate > 0 else 0.0
-        line = f"prompt {done:,} / {total:,} tokens · {rate:,.0f} t/s · {_duration(left)} left"
+        line = self._line(done, total, rate, left)
         if tty:
             self.env.stderr.write(f"\r{DIM}{line}{RESET}\x1b[K" if self.env.color else f"\r{line}\x1b[K")
         else:
             self.env.stderr.write(line + "\n")
         self.env.stderr.flush()
         self._shown = now
+
+    def _line(self, done: int, total: int, rate: float, left: float) -> str:
+        return f"prompt {done:,} / {total:,} tokens · {rate:,.0f} t/s · {_duration(left)} left"
+
+
+class PieceMeter(PromptMeter):
+    """How a document cut into pieces goes (translate's segments, summarize's and extract's chunks):
+    pieces done, time per piece and time left, shown as PromptMeter shows a prompt."""
+
+    def _line(self, done: int, total: int, rate: float, left: float) -> str:
+        return f"piece {done:,} / {total:,} · {_duration(1 / rate)} each · {_duration(left)} left"
 
 
 def thinking_note(asked: bool, thinks: bool) -> str | None:
@@ -276,6 +287,7 @@ class BatchProgress:
         self._task: Any = None
         self._current = ""
         self._meter = PromptMeter(env)  # a long prompt's progress off the terminal, or before the bar
+        self._pieces = PieceMeter(env)  # ... and a document's pieces
 
     def __call__(self, done: int, total: int, current: str) -> None:
         self._current = current[-40:]
@@ -297,6 +309,15 @@ class BatchProgress:
             self._meter(done, total)
             return
         what = f"{self._current} · prompt {done:,}/{total:,}" if done < total else self._current
+        self._bar.update(self._task, description=what)
+
+    def pieces(self, done: int, total: int) -> None:
+        """How the current item's pieces go: beside its name in the bar on a terminal, else as
+        PieceMeter's lines."""
+        if self._bar is None:
+            self._pieces(done, total)
+            return
+        what = f"{self._current} · piece {done:,}/{total:,}" if done < total else self._current
         self._bar.update(self._task, description=what)
 
     def close(self) -> None:
