@@ -305,19 +305,18 @@ class BatchProgress:
     def prompt(self, done: int, total: int) -> None:
         """How the current item's long prompt goes: beside its name in the bar on a terminal, else as
         PromptMeter's lines."""
-        if self._bar is None:
-            self._meter(done, total)
-            return
-        what = f"{self._current} · prompt {done:,}/{total:,}" if done < total else self._current
-        self._bar.update(self._task, description=what)
+        self._beside(self._meter, "prompt", done, total)
 
     def pieces(self, done: int, total: int) -> None:
         """How the current item's pieces go: beside its name in the bar on a terminal, else as
         PieceMeter's lines."""
+        self._beside(self._pieces, "piece", done, total)
+
+    def _beside(self, meter: PromptMeter, word: str, done: int, total: int) -> None:
         if self._bar is None:
-            self._pieces(done, total)
+            meter(done, total)
             return
-        what = f"{self._current} · piece {done:,}/{total:,}" if done < total else self._current
+        what = f"{self._current} · {word} {done:,}/{total:,}" if done < total else self._current
         self._bar.update(self._task, description=what)
 
     def close(self) -> None:
