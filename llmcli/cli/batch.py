@@ -73,7 +73,7 @@ def bind(
     notify = (lambda message: note(env, message)) if verbose else None
     lookup = load.lookup()
 
-    def make(engine: Engine, template: ChatTemplate, meter: Meter | None = None) -> T:
+    def make(engine: Engine, template: ChatTemplate, meter: Meter | None) -> T:
         return task(TaskSetup(engine, template, sampling, lookup, thinking, notify, meter), **kw)
 
     return make
